@@ -1,0 +1,29 @@
+# Two entry points for a newcomer: `make demo` (main job) and `make test` (the suite CI runs).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/lavit demo-data outputs/demo_data --num-videos 8
+	$(BIN)/lavit extract outputs/demo_data/videos -o outputs/demo_extract
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --durations=15 tests
+
+bench: $(STAMP)
+	$(BIN)/pip install -q -e ".[bench]"
+	$(BIN)/python benchmarks/motion_extraction.py
+
+clean:
+	rm -rf outputs lightning_logs

@@ -1,0 +1,1 @@
+"""LightningDataModules over compressed video, and the embedded demo dataset."""

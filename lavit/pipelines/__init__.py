@@ -1,0 +1,1 @@
+"""Thin glue over the parts: each pipeline is a function with typed arguments the CLI exposes."""

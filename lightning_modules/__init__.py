@@ -1,0 +1,4 @@
+"""LightningModules: training / validation / test steps, optimisers and logging for each stage.
+
+Each module delegates the maths to ``lavit``.
+"""

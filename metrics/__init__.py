@@ -1,0 +1,1 @@
+"""Evaluation metrics (FVD, KVD, CLIPSIM, FID, IS) as torchmetrics Metrics."""
