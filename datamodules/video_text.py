@@ -1,0 +1,130 @@
+"""``VideoTextDataModule``: keyframe + motion clips with captions from video manifests."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+import lightning.pytorch as pl
+from torch.utils.data import DataLoader
+
+from datamodules.clip_dataset import EpochSampler, VideoClipDataset, collate_clips
+from datamodules.demo_data import make_demo_dataset
+from datamodules.manifest import VideoRecord, read_manifest
+
+log = logging.getLogger(__name__)
+
+
+class VideoTextDataModule(pl.LightningDataModule):
+    """Batches ``{"keyframe": (N, 3, 224, 224), "motion": (N, 2, 24, 20, 36), "caption": [str],
+    "video_id": [str]}`` from video manifests (CSV / JSONL / WebVid CSV, see ``read_manifest``).
+
+    With no ``train_manifest``, the embedded demo dataset is rendered into ``demo_root`` (no download)
+    and split into train / val by ``val_fraction``. Videos that fail to decode are skipped, counted
+    in ``self.skipped`` (path -> reason) and logged once each; training never stops for them.
+
+    Args:
+        train_manifest, val_manifest, test_manifest: manifest files (val/test default to the demo split).
+        video_root: folder relative video paths resolve against (default: each manifest's folder).
+        batch_size: videos per batch (a batch holds ``batch_size * clips_per_video`` clips at most).
+        num_workers: DataLoader worker processes (decoding is CPU-bound: use as many as cores allow).
+        clips_per_video: clips drawn per video per epoch (None = all sampled clips).
+        seed: seed of the shuffle and the per-epoch clip choice.
+        fps, max_clips, sampling, normalization, clip_len, field_size, min_frames: see
+            ``lavit.video.extract_clips``.
+        demo_root, demo_num_videos, val_fraction: the embedded dataset and its split.
+    """
+
+    def __init__(
+        self,
+        train_manifest: str | None = None,
+        val_manifest: str | None = None,
+        test_manifest: str | None = None,
+        video_root: str | None = None,
+        batch_size: int = 4,
+        num_workers: int = 0,
+        clips_per_video: int | None = 1,
+        seed: int = 0,
+        fps: float = 6.0,
+        max_clips: int | None = 8,
+        sampling: Literal["official", "dense"] = "official",
+        normalization: Literal["official", "unit", "pixels"] = "official",
+        clip_len: int = 24,
+        field_size: tuple[int, int] = (20, 36),
+        min_frames: int = 12,
+        keyframe_size: int = 224,
+        demo_root: str = "outputs/demo_data",
+        demo_num_videos: int = 16,
+        val_fraction: float = 0.25,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.skipped: dict[str, str] = {}
+        self.datasets: dict[str, VideoClipDataset] = {}
+
+    def prepare_data(self) -> None:
+        if self.hparams.train_manifest is None:
+            make_demo_dataset(self.hparams.demo_root, num_videos=self.hparams.demo_num_videos, seed=self.hparams.seed, progress=False)
+
+    def setup(self, stage: str | None = None) -> None:
+        h = self.hparams
+        splits = self._demo_splits() if h.train_manifest is None else {"train": self._read(h.train_manifest)}
+        for name in ("val", "test"):
+            manifest = getattr(h, f"{name}_manifest")
+            if manifest is not None:
+                splits[name] = self._read(manifest)
+        splits.setdefault("val", [])
+        splits.setdefault("test", splits["val"])
+        splits["predict"] = splits["test"]
+        options = dict(
+            fps=h.fps, max_clips=h.max_clips, sampling=h.sampling, normalization=h.normalization,
+            clip_len=h.clip_len, field_size=tuple(h.field_size), min_frames=h.min_frames,
+        )
+        for name, records in splits.items():
+            per_video = h.clips_per_video if name == "train" else None
+            self.datasets[name] = VideoClipDataset(records, clips_per_video=per_video, seed=h.seed, keyframe_size=h.keyframe_size, **options)
+
+    def _read(self, manifest: str) -> list[VideoRecord]:
+        return read_manifest(manifest, video_root=self.hparams.video_root)
+
+    def _demo_splits(self) -> dict[str, list[VideoRecord]]:
+        manifest = make_demo_dataset(self.hparams.demo_root, num_videos=self.hparams.demo_num_videos, seed=self.hparams.seed, progress=False)
+        records = read_manifest(manifest)
+        n_val = max(1, round(len(records) * self.hparams.val_fraction)) if len(records) > 1 else 0
+        return {"train": records[n_val:], "val": records[:n_val]}
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self.datasets[split]
+        h = self.hparams
+        return DataLoader(
+            dataset,
+            batch_size=h.batch_size,
+            sampler=EpochSampler(dataset, shuffle=shuffle, seed=h.seed),
+            num_workers=h.num_workers,
+            collate_fn=collate_clips,
+            persistent_workers=h.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", shuffle=False)
+
+    def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        self.record_skipped(batch.pop("skipped", []))
+        return batch
+
+    def record_skipped(self, skipped: list[tuple[str, str]]) -> None:
+        """Count bad videos (once per path) and log each the first time it is seen."""
+        for path, reason in skipped:
+            if path not in self.skipped:
+                self.skipped[path] = reason
+                log.warning("skipped unreadable video %s: %s (%d skipped so far)", path, reason, len(self.skipped))
