@@ -23,8 +23,8 @@ def _register_components() -> None:
     import metrics  # noqa: F401
 
 
-def lightning_main(args: list[str] | None = None):
-    """The LightningCLI shared by ``lightning`` and ``lavit``."""
+def lightning_cli(args: list[str] | None = None, run: bool = True):
+    """The LightningCLI shared by ``lightning`` and ``lavit`` (returns the LightningCLI object)."""
     from lightning.pytorch.cli import LightningCLI
 
     _register_components()
@@ -34,7 +34,13 @@ def lightning_main(args: list[str] | None = None):
         parser_kwargs={"parser_mode": "omegaconf"},
         save_config_kwargs={"overwrite": True},
         args=args,
+        run=run,
     )
+
+
+def lightning_main(args: list[str] | None = None) -> None:
+    """Console script ``lightning``."""
+    lightning_cli(args)
 
 
 def lavit_main(args: list[str] | None = None) -> int | None:
@@ -44,7 +50,7 @@ def lavit_main(args: list[str] | None = None) -> int | None:
     if not argv or argv[0] in ("-h", "--help"):
         print(_pipeline_parser().format_help())
         print("Training and evaluation (LightningCLI): lavit {fit,validate,test,predict} -c CONFIG.yaml [--help]\n")
-    lightning_main(argv)
+    lightning_cli(argv)
     return None
 
 
