@@ -29,6 +29,8 @@ class VideoClipDataset(Dataset):
         clips_per_video: clips drawn per video per epoch (None = every sampled clip).
         seed: base seed of the clip choice.
         keyframe_size: side of the preprocessed keyframe.
+        cache: keep each video's extracted clips in memory (per worker process) after the first read;
+            for small data sets read many epochs (the demo), not for WebVid-scale data.
         extract_options: passed to ``lavit.video.extract_clips`` (fps, max_clips, sampling, ...).
     """
 
@@ -38,6 +40,7 @@ class VideoClipDataset(Dataset):
         clips_per_video: int | None = 1,
         seed: int = 0,
         keyframe_size: int = 224,
+        cache: bool = False,
         **extract_options: Any,
     ):
         self.records = list(records)
@@ -45,6 +48,7 @@ class VideoClipDataset(Dataset):
         self.seed = seed
         self.keyframe_size = keyframe_size
         self.extract_options = extract_options
+        self.cache: dict[int, Any] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -53,7 +57,7 @@ class VideoClipDataset(Dataset):
         index, epoch = item if isinstance(item, tuple) else (item, 0)
         record = self.records[index]
         try:
-            clips = extract_clips(record.path, **self.extract_options)
+            clips = self._extract(index)
         except VideoDecodeError as err:
             return {"clips": [], "skipped": (err.path, err.reason)}
         chosen = np.arange(len(clips))
@@ -68,6 +72,19 @@ class VideoClipDataset(Dataset):
             ],
             "skipped": None,
         }
+
+
+    def _extract(self, index: int):
+        if self.cache is None:
+            return extract_clips(self.records[index].path, **self.extract_options)
+        if index not in self.cache:
+            try:
+                self.cache[index] = extract_clips(self.records[index].path, **self.extract_options)
+            except VideoDecodeError as err:
+                self.cache[index] = err
+        if isinstance(self.cache[index], VideoDecodeError):
+            raise self.cache[index]
+        return self.cache[index]
 
 
 def collate_clips(items: list[dict]) -> dict:

@@ -33,6 +33,7 @@ class VideoTextDataModule(pl.LightningDataModule):
         seed: seed of the shuffle and the per-epoch clip choice.
         fps, max_clips, sampling, normalization, clip_len, field_size, min_frames: see
             ``lavit.video.extract_clips``.
+        cache_clips: keep decoded clips in memory across epochs (small data sets only).
         demo_root, demo_num_videos, val_fraction: the embedded dataset and its split.
     """
 
@@ -54,6 +55,7 @@ class VideoTextDataModule(pl.LightningDataModule):
         field_size: tuple[int, int] = (20, 36),
         min_frames: int = 12,
         keyframe_size: int = 224,
+        cache_clips: bool = False,
         demo_root: str = "outputs/demo_data",
         demo_num_videos: int = 16,
         val_fraction: float = 0.25,
@@ -83,7 +85,9 @@ class VideoTextDataModule(pl.LightningDataModule):
         )
         for name, records in splits.items():
             per_video = h.clips_per_video if name == "train" else None
-            self.datasets[name] = VideoClipDataset(records, clips_per_video=per_video, seed=h.seed, keyframe_size=h.keyframe_size, **options)
+            self.datasets[name] = VideoClipDataset(
+                records, clips_per_video=per_video, seed=h.seed, keyframe_size=h.keyframe_size, cache=h.cache_clips, **options
+            )
 
     def _read(self, manifest: str) -> list[VideoRecord]:
         return read_manifest(manifest, video_root=self.hparams.video_root)

@@ -2,3 +2,7 @@
 
 Each module delegates the maths to ``lavit``.
 """
+
+from lightning_modules.motion_vqvae import MotionVQVAE
+
+__all__ = ["MotionVQVAE"]

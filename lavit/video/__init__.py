@@ -10,7 +10,7 @@ from lavit.video.fields import (
     normalize_motion,
     resize_motion,
 )
-from lavit.video.flow_image import motion_to_rgb
+from lavit.video.flow_image import motion_clip_picture, motion_comparison_picture, motion_to_rgb
 from lavit.video.keyframes import CLIP_MEAN, CLIP_STD, preprocess_keyframes
 from lavit.video.motion_vectors import CompressedVideo, dense_motion_field, read_motion
 from lavit.video.transcode import transcode_to_mpeg4
@@ -30,6 +30,8 @@ __all__ = [
     "dense_motion_field",
     "extract_clips",
     "fill_intra_frames",
+    "motion_clip_picture",
+    "motion_comparison_picture",
     "motion_to_rgb",
     "normalize_motion",
     "preprocess_keyframes",

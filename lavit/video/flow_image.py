@@ -68,3 +68,33 @@ def motion_clip_picture(motion: np.ndarray | torch.Tensor, columns: int = 6, sca
         r, c = divmod(i, columns)
         canvas[r * (h + gap): r * (h + gap) + h, c * (w + gap): c * (w + gap) + w] = frame
     return canvas
+
+
+def motion_comparison_picture(inputs, reconstructions, frames: int = 8, scale: int = 6, gap: int = 4) -> np.ndarray:
+    """Input vs reconstructed motion, colour-coded: per clip one row of input frames above one row of
+    reconstructed frames, both on the input's magnitude scale.
+
+    Args:
+        inputs, reconstructions: (N, 2, T, H, W).
+        frames: evenly spaced frames shown per clip.
+
+    Returns:
+        (2 * N * (H * scale + gap) - gap, frames * (W * scale + gap) - gap, 3) uint8.
+    """
+    x = np.asarray(inputs, dtype=np.float64)
+    y = np.asarray(reconstructions, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 5 or x.shape[1] != 2:
+        raise ValueError(f"expected two (N, 2, T, H, W) arrays of one shape, got {x.shape} and {y.shape}")
+    n, _, t, h, w = x.shape
+    pick = np.linspace(0, t - 1, min(frames, t)).round().astype(int)
+    hs, ws = h * scale, w * scale
+    canvas = np.full((2 * n * (hs + gap) - gap, len(pick) * (ws + gap) - gap, 3), 255, dtype=np.uint8)
+    for i in range(n):
+        top = float(np.hypot(x[i, 0], x[i, 1]).max())
+        for r, clip in enumerate((x[i], y[i])):
+            rgb = motion_to_rgb(np.moveaxis(clip[:, pick], 0, -1), max_magnitude=top or None)
+            rgb = rgb.repeat(scale, axis=1).repeat(scale, axis=2)
+            row = (2 * i + r) * (hs + gap)
+            for j in range(len(pick)):
+                canvas[row : row + hs, j * (ws + gap) : j * (ws + gap) + ws] = rgb[j]
+    return canvas

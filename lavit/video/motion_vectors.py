@@ -54,8 +54,8 @@ def macroblock_grid(height: int, width: int) -> tuple[int, int]:
     return -(-height // MACROBLOCK), -(-width // MACROBLOCK)
 
 
-def dense_motion_field(vectors: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Per-macroblock forward displacement from FFmpeg's motion-vector records.
+def dense_motion_field(vectors: np.ndarray | None, height: int, width: int) -> np.ndarray:
+    """Per-macroblock forward displacement of one frame from FFmpeg's motion-vector records.
 
     Sub-blocks (8x8) are averaged into their macroblock, weighted by area; a macroblock with no
     record (intra) stays zero.
@@ -68,22 +68,33 @@ def dense_motion_field(vectors: np.ndarray, height: int, width: int) -> np.ndarr
     Returns:
         (ceil(H/16), ceil(W/16), 2) float32, (x, y) in pixels.
     """
+    return dense_motion_fields([vectors], height, width)[0]
+
+
+def dense_motion_fields(per_frame: list[np.ndarray | None], height: int, width: int) -> np.ndarray:
+    """``dense_motion_field`` for many frames in one vectorised pass: (T, ceil(H/16), ceil(W/16), 2).
+
+    ``None`` (or an empty array) marks a frame without vectors (an I-frame): all zero.
+    """
     rows, cols = macroblock_grid(height, width)
-    out = np.zeros((rows, cols, 2), dtype=np.float32)
-    if vectors is None or len(vectors) == 0:
-        return out
-    r = np.clip(vectors["dst_y"].astype(np.int64) // MACROBLOCK, 0, rows - 1)
-    c = np.clip(vectors["dst_x"].astype(np.int64) // MACROBLOCK, 0, cols - 1)
-    cell = r * cols + c
-    area = vectors["w"].astype(np.float64) * vectors["h"].astype(np.float64)
-    gain = vectors["source"].astype(np.float64) / np.maximum(vectors["motion_scale"].astype(np.float64), 1.0)
-    weight = np.bincount(cell, weights=area, minlength=rows * cols)
-    dx = np.bincount(cell, weights=area * gain * vectors["motion_x"], minlength=rows * cols)
-    dy = np.bincount(cell, weights=area * gain * vectors["motion_y"], minlength=rows * cols)
-    hit = weight > 0
-    out[..., 0].flat[hit] = dx[hit] / weight[hit]
-    out[..., 1].flat[hit] = dy[hit] / weight[hit]
-    return out
+    cells = rows * cols
+    t = len(per_frame)
+    present = [(i, v) for i, v in enumerate(per_frame) if v is not None and len(v)]
+    if not present:
+        return np.zeros((t, rows, cols, 2), dtype=np.float32)
+    v = np.concatenate([a for _, a in present])
+    frame = np.repeat(np.array([i for i, _ in present]), [len(a) for _, a in present])
+    # dst is the block centre, never negative; padding blocks past the frame edge clip to the last cell
+    r = np.minimum(v["dst_y"] // MACROBLOCK, rows - 1).astype(np.int64)
+    c = np.minimum(v["dst_x"] // MACROBLOCK, cols - 1).astype(np.int64)
+    cell = frame * cells + r * cols + c
+    area = v["w"].astype(np.float64) * v["h"]
+    gain = area * v["source"] / np.maximum(v["motion_scale"], 1)
+    weight = np.bincount(cell, weights=area, minlength=t * cells)
+    dx = np.bincount(cell, weights=gain * v["motion_x"], minlength=t * cells)
+    dy = np.bincount(cell, weights=gain * v["motion_y"], minlength=t * cells)
+    out = np.stack([dx, dy], axis=-1) / np.maximum(weight, 1e-12)[:, None]
+    return out.astype(np.float32).reshape(t, rows, cols, 2)
 
 
 def _motion_vectors(frame: av.VideoFrame) -> np.ndarray | None:
@@ -106,28 +117,25 @@ def read_motion(source: VideoSource, *, keep_intra_frames: bool = True) -> Compr
     container, stream = open_video(source)
     stream.codec_context.options = {"flags2": "+export_mvs"}
     height, width = stream.codec_context.height, stream.codec_context.width
-    fields: list[np.ndarray] = []
+    vectors: list[np.ndarray | None] = []
     intra: list[bool] = []
     intra_frames: dict[int, av.VideoFrame] = {}
     try:
         for frame in container.decode(stream):
             is_intra = frame.pict_type == av.video.frame.PictureType.I
-            if is_intra:
-                fields.append(np.zeros((*macroblock_grid(height, width), 2), np.float32))
-                if keep_intra_frames:
-                    intra_frames[len(intra)] = frame
-            else:
-                fields.append(dense_motion_field(_motion_vectors(frame), height, width))
+            if is_intra and keep_intra_frames:
+                intra_frames[len(intra)] = frame
+            vectors.append(None if is_intra else _motion_vectors(frame))
             intra.append(is_intra)
     except av.error.FFmpegError as err:
         raise VideoDecodeError(name, f"decoding failed after {len(intra)} frames ({err})") from err
     finally:
         fps = float(stream.average_rate or stream.guessed_rate or 0)
         container.close()
-    if not fields:
+    if not intra:
         raise VideoDecodeError(name, "no decodable video frames")
     return CompressedVideo(
-        motion=np.stack(fields),
+        motion=dense_motion_fields(vectors, height, width),
         intra=np.asarray(intra, dtype=bool),
         width=width,
         height=height,

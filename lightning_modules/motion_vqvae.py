@@ -1,0 +1,207 @@
+"""``MotionVQVAE``: trains the motion tokenizer (``lavit.tokenizers.MotionTokenizer``)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_only
+from PIL import Image
+
+from lavit.tokenizers.loading import load_motion_tokenizer, read_state_dict, strip_prefix
+from lavit.tokenizers.motion_tokenizer import PAPER_STRIDES, MotionTokenizer
+from lavit.video.fields import OFFICIAL_MOTION_STD, OFFICIAL_TOKENIZER_SCALE
+from lavit.video.flow_image import motion_comparison_picture
+from lightning_modules.schedules import warmup_cosine
+
+
+class MotionVQVAE(pl.LightningModule):
+    """Motion VQ-VAE training: MSE reconstruction + commitment, EMA codebook, AdamW with warm-up + cosine.
+
+    Batches are ``{"motion": (N, 2, 24, 20, 36), ...}`` (``VideoTextDataModule``). Logged: total,
+    reconstruction and commitment losses; endpoint error (EPE, mean L2 norm of the per-cell motion
+    error) in tokenizer units and in pixels of a ``pixel_frame_size`` frame; codebook usage and
+    perplexity (validation/test: over the whole epoch and all ranks). Each validation epoch writes a
+    picture of input vs reconstructed motion to ``<log_dir>/reconstructions/`` and to the logger.
+
+    Args:
+        dim ... restart_buffer: ``lavit.tokenizers.MotionTokenizer`` arguments (paper defaults).
+        lr, weight_decay, betas: AdamW (no decay on biases, norms and position embeddings).
+        warmup_steps, min_lr_ratio: linear warm-up then cosine decay to ``lr * min_lr_ratio``.
+        normalization: how the data module normalised motion ("official" / "unit" / "pixels"),
+            used to express EPE in pixels.
+        pixel_frame_size: (H, W) of the frame EPE in pixels refers to (the 20 x 36 grid ~ 320 x 576).
+        init_weights: optional tokenizer weights to start from (official ``motion_tokenizer.bin``,
+            safetensors, or a checkpoint of this module).
+        num_pictures: clips shown in the validation picture.
+    """
+
+    def __init__(
+        self,
+        dim: int = 512,
+        num_heads: int = 8,
+        stage_depths: Sequence[int] = (3, 3, 3, 3),
+        strides: Sequence[Sequence[int]] = PAPER_STRIDES,
+        num_frames: int = 24,
+        field_size: Sequence[int] = (20, 36),
+        mlp_ratio: float = 4.0,
+        codebook_size: int = 1024,
+        codebook_dim: int = 32,
+        decay: float = 0.995,
+        commitment_weight: float = 0.25,
+        kmeans_init: bool = True,
+        dead_code_steps: int | None = 100,
+        restart_buffer: int = 4096,
+        lr: float = 1e-4,
+        weight_decay: float = 0.05,
+        betas: Sequence[float] = (0.9, 0.99),
+        warmup_steps: int = 1000,
+        min_lr_ratio: float = 0.1,
+        normalization: Literal["official", "unit", "pixels"] = "official",
+        pixel_frame_size: Sequence[int] = (320, 576),
+        init_weights: str | None = None,
+        num_pictures: int = 2,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.tokenizer = MotionTokenizer(
+            dim=dim, num_heads=num_heads, stage_depths=tuple(stage_depths), strides=tuple(map(tuple, strides)),
+            num_frames=num_frames, field_size=tuple(field_size), mlp_ratio=mlp_ratio, codebook_size=codebook_size,
+            codebook_dim=codebook_dim, decay=decay, commitment_weight=commitment_weight, kmeans_init=kmeans_init,
+            dead_code_steps=dead_code_steps, restart_buffer=restart_buffer,
+        )
+        if init_weights:
+            state = strip_prefix(read_state_dict(init_weights, "motion tokenizer weights"), "encoder.in_proj.weight")
+            load_motion_tokenizer(state, num_heads=num_heads)  # validates keys and shapes, naming any mismatch
+            self.tokenizer.load_state_dict(state, strict=True)
+            self.tokenizer.quantize.initialized.fill_(True)
+        h, w = pixel_frame_size
+        unit_to_px = torch.tensor([float(w), float(h)])
+        if normalization == "official":
+            unit_to_px = unit_to_px * torch.tensor(OFFICIAL_MOTION_STD) / OFFICIAL_TOKENIZER_SCALE
+        elif normalization == "pixels":
+            unit_to_px = torch.ones(2)
+        self.register_buffer("to_pixels", unit_to_px.view(1, 2, 1, 1, 1), persistent=False)
+        self._epoch_counts: torch.Tensor | None = None
+        self.last_picture: Path | None = None
+
+    # ---- steps -----------------------------------------------------------------------------
+    def forward(self, motion: torch.Tensor) -> torch.Tensor:
+        """(B, 2, 24, 20, 36) -> (B, 135) token ids."""
+        return self.tokenizer.tokenize(motion)
+
+    def _shared_step(self, batch: dict, stage: str) -> dict[str, torch.Tensor] | None:
+        motion = batch["motion"]
+        if motion.shape[0] == 0:  # every video of this batch was unreadable
+            return None
+        rec, q = self.tokenizer(motion)
+        rec = rec.float()
+        rec_loss = F.mse_loss(rec, motion)
+        loss = rec_loss + q.loss
+        err = rec.detach() - motion
+        epe = err.norm(dim=1).mean()
+        epe_px = (err * self.to_pixels).norm(dim=1).mean()
+        n = motion.shape[0]
+        sync = stage != "train"
+        self.log_dict(
+            {f"{stage}/loss": loss, f"{stage}/rec_loss": rec_loss, f"{stage}/commit_loss": q.loss, f"{stage}/epe": epe, f"{stage}/epe_px": epe_px},
+            prog_bar=False, batch_size=n, sync_dist=sync, on_step=stage == "train", on_epoch=True,
+        )
+        if stage == "train":
+            self.log_dict({"train/usage": q.usage, "train/perplexity": q.perplexity}, batch_size=n)
+            self.log("epe", epe, prog_bar=True, batch_size=n, logger=False)
+            skipped = getattr(getattr(self.trainer, "datamodule", None), "skipped", None)
+            if skipped is not None:
+                self.log("data/skipped", float(len(skipped)), batch_size=n)
+        else:
+            self._epoch_counts = q.counts if self._epoch_counts is None else self._epoch_counts + q.counts
+        return {"loss": loss, "rec": rec.detach(), "motion": motion}
+
+    def training_step(self, batch: dict, batch_idx: int):
+        out = self._shared_step(batch, "train")
+        return None if out is None else out["loss"]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        out = self._shared_step(batch, "val")
+        if out is not None and batch_idx == 0 and not self.trainer.sanity_checking:
+            k = self.hparams.num_pictures
+            self._write_picture(out["motion"][:k].float().cpu().numpy(), out["rec"][:k].cpu().numpy())
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._shared_step(batch, "test")
+
+    def on_validation_epoch_start(self) -> None:
+        self._epoch_counts = None
+
+    on_test_epoch_start = on_validation_epoch_start
+
+    def _log_epoch_usage(self, stage: str) -> None:
+        counts = self._epoch_counts
+        if counts is None:
+            counts = torch.zeros(self.tokenizer.quantize.num_codes, device=self.device)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(counts)
+        probs = counts / counts.sum().clamp(min=1)
+        perplexity = torch.exp(-(probs * torch.log(probs.clamp(min=1e-12))).sum())
+        self.log_dict({f"{stage}/usage": (counts > 0).float().mean(), f"{stage}/perplexity": perplexity}, rank_zero_only=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch_usage("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch_usage("test")
+
+    # ---- pictures ----------------------------------------------------------------------------
+    @rank_zero_only
+    def _write_picture(self, inputs: np.ndarray, recs: np.ndarray) -> None:
+        picture = motion_comparison_picture(inputs, recs)
+        folder = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "reconstructions"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"epoch{self.current_epoch:03d}.png"
+        Image.fromarray(picture).save(path)
+        self.last_picture = path
+        for logger in self.loggers:
+            experiment = getattr(logger, "experiment", None)
+            if hasattr(experiment, "add_image"):  # TensorBoard
+                experiment.add_image("val/motion_input_vs_reconstruction", picture, self.global_step, dataformats="HWC")
+            elif hasattr(logger, "log_image"):  # Weights & Biases, Neptune, ...
+                logger.log_image(key="val/motion_input_vs_reconstruction", images=[picture], step=self.global_step)
+
+    @rank_zero_only
+    def on_fit_end(self) -> None:
+        ckpt = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or getattr(self.trainer.checkpoint_callback, "best_model_path", "")
+        if ckpt:
+            print(f"checkpoint: {ckpt}")
+        if self.last_picture is not None:
+            print(f"reconstruction picture: {self.last_picture}")
+
+    # ---- optimisation ------------------------------------------------------------------------
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for name, p in self.tokenizer.named_parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if p.ndim < 2 or name.endswith(("pos_embed", "temp_pos")) else decay).append(p)
+        h = self.hparams
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": h.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=h.lr, betas=tuple(h.betas)
+        )
+        total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
+        schedule = functools.partial(warmup_cosine, warmup_steps=h.warmup_steps, total_steps=total, min_ratio=h.min_lr_ratio)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ---- checkpoints: the quantiser's EMA / restart statistics live outside the state dict ----
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["quantizer_training_state"] = self.tokenizer.quantize.training_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("quantizer_training_state")
+        if state is not None:
+            self.tokenizer.quantize.load_training_state(state)

@@ -1,0 +1,87 @@
+"""MotionVQVAE through real Lightning runs on the embedded dataset (tiny config)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lavit.cli import lightning_cli
+from tests.lightning_modules.callbacks import RecordLosses
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ROOT / "configs" / "motion_vqvae" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory):
+    from datamodules import make_demo_dataset
+
+    root = tmp_path_factory.mktemp("demo")
+    make_demo_dataset(root, num_videos=4, duration=4.0, fps=12, height=96, width=160, progress=False)
+    return root
+
+
+def _cli(tmp_path, demo_root, *extra):
+    args = ["-c", str(TINY), f"--data.init_args.demo_root={demo_root}", "--data.init_args.demo_num_videos=4",
+            f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false", *extra]
+    return args
+
+
+def test_fit_checkpoint_picture_and_test_metrics(tmp_path, demo_root):
+    cli = lightning_cli(["fit", *_cli(tmp_path, demo_root, "--trainer.max_steps=4")])
+    ckpt_path = cli.trainer.checkpoint_callback.best_model_path or cli.trainer.checkpoint_callback.last_model_path
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    assert set(ckpt["quantizer_training_state"]) >= {"cluster_size", "unused_steps", "recent", "steps"}
+    assert int(ckpt["quantizer_training_state"]["steps"]) == 4
+    assert cli.model.last_picture is not None and cli.model.last_picture.is_file()
+    test = lightning_cli(_cli(tmp_path, demo_root), run=False)
+    (metrics,) = test.trainer.test(test.model, datamodule=test.datamodule, ckpt_path=ckpt_path)
+    assert {"test/epe", "test/epe_px", "test/usage", "test/perplexity"} <= set(metrics)
+    assert 0 < metrics["test/usage"] <= 1 and metrics["test/epe"] > 0
+    # the official loader reads our Lightning checkpoint too
+    import lavit
+
+    tok = lavit.load_motion_tokenizer(ckpt_path, num_heads=2)
+    assert torch.equal(tok.quantize.codebook, test.model.tokenizer.quantize.codebook)
+
+
+def _losses(tmp_path, demo_root, *extra, ckpt=None):
+    cli = lightning_cli([*_cli(tmp_path, demo_root, "--trainer.max_steps=-1", "--trainer.max_epochs=2", "--trainer.limit_val_batches=0", *extra)], run=False)
+    recorder = RecordLosses()
+    cli.trainer.callbacks.append(recorder)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt)
+    return recorder.losses, cli.trainer
+
+
+def test_kill_and_resume_reproduces_epoch_two(tmp_path, demo_root):
+    full, _ = _losses(tmp_path / "full", demo_root)
+    first, trainer = _losses(tmp_path / "first", demo_root, "--trainer.max_epochs=1")
+    ckpt = trainer.checkpoint_callback.last_model_path or trainer.checkpoint_callback.best_model_path
+    resumed, _ = _losses(tmp_path / "resumed", demo_root, ckpt=ckpt)
+    epoch2 = [l for e, _, l in full if e == 1]
+    assert len(epoch2) > 0 and [l for e, _, l in resumed if e == 1] == pytest.approx(epoch2, abs=1e-6)
+    assert [l for e, _, l in first] == pytest.approx([l for e, _, l in full if e == 0], abs=1e-6)
+
+
+def test_ddp_two_processes_end_with_identical_codebooks(tmp_path, demo_root):
+    out = tmp_path / "codebooks"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [str(Path(sys.executable).parent / "lightning"), "fit", *_cli(tmp_path, demo_root, "--trainer.max_steps=3",
+           "--trainer.devices=2", "--trainer.strategy=ddp", "--trainer.limit_val_batches=0",
+           "--trainer.callbacks+=tests.lightning_modules.callbacks.SaveCodebook", f"--trainer.callbacks.folder={out}")]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = (torch.load(out / f"codebook_rank{k}.pt", weights_only=True) for k in (0, 1))
+    assert torch.equal(a, b)
+    torch.testing.assert_close(a.norm(dim=-1), torch.ones(a.shape[0]))
+
+
+def test_paper_config_parses(tmp_path):
+    env = {**os.environ, "WEBVID_ROOT": "/data/webvid"}
+    r = subprocess.run([str(Path(sys.executable).parent / "lightning"), "fit", "-c", str(ROOT / "configs/motion_vqvae/paper.yaml"), "--print_config"],
+                       capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "train_manifest: /data/webvid/results_10M_train.csv" in r.stdout and "decay: 0.995" in r.stdout
