@@ -82,25 +82,28 @@ def dense_motion_fields(per_frame: list[np.ndarray | None], height: int, width: 
     present = [(i, v) for i, v in enumerate(per_frame) if v is not None and len(v)]
     if not present:
         return np.zeros((t, rows, cols, 2), dtype=np.float32)
-    v = np.concatenate([a for _, a in present])
-    frame = np.repeat(np.array([i for i, _ in present]), [len(a) for _, a in present])
-    # dst is the block centre, never negative; padding blocks past the frame edge clip to the last cell
-    r = np.minimum(v["dst_y"] // MACROBLOCK, rows - 1).astype(np.int64)
-    c = np.minimum(v["dst_x"] // MACROBLOCK, cols - 1).astype(np.int64)
-    cell = frame * cells + r * cols + c
-    area = v["w"].astype(np.float64) * v["h"]
-    gain = area * v["source"] / np.maximum(v["motion_scale"], 1)
+    # concatenating as raw bytes is >10x faster than numpy's field-by-field structured concatenate
+    dtype = present[0][1].dtype
+    v = np.concatenate([np.ascontiguousarray(a, dtype=dtype).view(np.uint8) for _, a in present]).view(dtype)
+    frame = np.repeat(np.array([i * cells for i, _ in present], dtype=np.int64), [len(a) for _, a in present])
+    # dst is the block centre, never negative (>> 4 is // 16); padding blocks clip to the last cell
+    cell = frame + np.minimum(v["dst_y"] >> 4, rows - 1).astype(np.int64) * cols
+    cell += np.minimum(v["dst_x"] >> 4, cols - 1)
+    area = v["w"] * v["h"].astype(np.float64)
+    gain = area * v["source"]
+    gain /= np.maximum(v["motion_scale"], 1)
     weight = np.bincount(cell, weights=area, minlength=t * cells)
-    dx = np.bincount(cell, weights=gain * v["motion_x"], minlength=t * cells)
-    dy = np.bincount(cell, weights=gain * v["motion_y"], minlength=t * cells)
-    out = np.stack([dx, dy], axis=-1) / np.maximum(weight, 1e-12)[:, None]
-    return out.astype(np.float32).reshape(t, rows, cols, 2)
+    np.maximum(weight, 1e-12, out=weight)
+    out = np.empty((t * cells, 2), dtype=np.float32)
+    out[:, 0] = np.bincount(cell, weights=gain * v["motion_x"], minlength=t * cells) / weight
+    out[:, 1] = np.bincount(cell, weights=gain * v["motion_y"], minlength=t * cells) / weight
+    return out.reshape(t, rows, cols, 2)
 
 
 def _motion_vectors(frame: av.VideoFrame) -> np.ndarray | None:
     for data in frame.side_data:
         if isinstance(data, av.sidedata.motionvectors.MotionVectors):
-            return data.to_ndarray()
+            return data.to_ndarray().copy()  # a view would keep the whole decoded frame alive
     return None
 
 
