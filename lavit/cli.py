@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-PIPELINE_COMMANDS = ("extract", "demo-data")
+PIPELINE_COMMANDS = ("extract", "tokenize", "reconstruct-motion", "demo-data")
 
 
 def _register_components() -> None:
@@ -46,7 +46,11 @@ def lightning_main(args: list[str] | None = None) -> None:
 def lavit_main(args: list[str] | None = None) -> int | None:
     argv = sys.argv[1:] if args is None else list(args)
     if argv and argv[0] in PIPELINE_COMMANDS:
-        return _pipeline(argv)
+        try:
+            return _pipeline(argv)
+        except (FileNotFoundError, ValueError) as err:  # missing weights, mismatched checkpoints: no traceback
+            print(f"lavit {argv[0]}: error: {err}", file=sys.stderr)
+            return 2
     if not argv or argv[0] in ("-h", "--help"):
         print(_pipeline_parser().format_help())
         print("Training and evaluation (LightningCLI): lavit {fit,validate,test,predict} -c CONFIG.yaml [--help]\n")
@@ -56,16 +60,19 @@ def lavit_main(args: list[str] | None = None) -> int | None:
 
 def _pipeline_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lavit", description="Video-LaVIT pipeline and training CLI.")
-    sub = parser.add_subparsers(dest="command", metavar="{extract,demo-data,fit,validate,test,predict}")
+    sub = parser.add_subparsers(dest="command", metavar="{extract,tokenize,reconstruct-motion,demo-data,fit,validate,test,predict}")
 
     p = sub.add_parser("extract", help="keyframes (PNG), motion (.npy) and motion pictures per clip")
-    p.add_argument("videos", nargs="+", type=Path, help="video files or folders (searched recursively)")
+    _add_clip_options(p)
     p.add_argument("-o", "--output-dir", type=Path, required=True)
-    p.add_argument("--fps", type=float, default=6.0)
-    p.add_argument("--max-clips", type=int, default=8, help="clips per video (0 = all)")
-    p.add_argument("--sampling", choices=["official", "dense"], default="official")
-    p.add_argument("--normalization", choices=["official", "unit", "pixels"], default="official")
-    p.add_argument("--min-frames", type=int, default=12, help="shorter videos (after resampling) are skipped")
+
+    t = sub.add_parser("tokenize", help="motion token ids per clip (JSON lines) from a tokenizer checkpoint")
+    _add_clip_options(t, checkpoint=True)
+    t.add_argument("-o", "--output", type=Path, required=True, help="JSON-lines file to write")
+
+    r = sub.add_parser("reconstruct-motion", help="decoded motion (.npy) and input-vs-reconstruction pictures")
+    _add_clip_options(r, checkpoint=True)
+    r.add_argument("-o", "--output-dir", type=Path, required=True)
 
     d = sub.add_parser("demo-data", help="render the embedded demo dataset (videos + manifest.csv)")
     d.add_argument("output_dir", type=Path)
@@ -75,19 +82,44 @@ def _pipeline_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_clip_options(p: argparse.ArgumentParser, checkpoint: bool = False) -> None:
+    p.add_argument("videos", nargs="+", type=Path, help="video files or folders (searched recursively)")
+    if checkpoint:
+        p.add_argument("--checkpoint", type=Path, required=True, help="motion_tokenizer.bin, .safetensors or a MotionVQVAE .ckpt")
+        p.add_argument("--num-heads", type=int, default=None, help="attention heads, when the file does not say (default dim / 64)")
+        p.add_argument("--device", default="cpu")
+    p.add_argument("--fps", type=float, default=6.0)
+    p.add_argument("--max-clips", type=int, default=8, help="clips per video (0 = all)")
+    p.add_argument("--sampling", choices=["official", "dense"], default="official")
+    p.add_argument("--normalization", choices=["official", "unit", "pixels"], default="official")
+    p.add_argument("--min-frames", type=int, default=12, help="shorter videos (after resampling) are skipped")
+
+
+def _clip_options(ns: argparse.Namespace) -> dict:
+    return dict(fps=ns.fps, max_clips=ns.max_clips or None, sampling=ns.sampling, normalization=ns.normalization, min_frames=ns.min_frames)
+
+
+def _finish(report, what: str) -> int:
+    print(f"{what}: {report.num_clips} clips from {len(report.clips)} videos")
+    if report.skipped:
+        print(f"{len(report.skipped)} videos skipped (reasons logged above)", file=sys.stderr)
+    return 0 if report.clips or not report.skipped else 1
+
+
 def _pipeline(argv: list[str]) -> int:
     ns = _pipeline_parser().parse_args(argv)
     if ns.command == "extract":
         from lavit.pipelines.extract import extract_to_folder
 
-        report = extract_to_folder(
-            ns.videos, ns.output_dir, fps=ns.fps, max_clips=ns.max_clips or None, sampling=ns.sampling,
-            normalization=ns.normalization, min_frames=ns.min_frames,
-        )
-        print(f"wrote {report.num_clips} clips from {len(report.clips)} videos to {ns.output_dir}")
-        if report.skipped:
-            print(f"{len(report.skipped)} videos skipped (reasons logged above)", file=sys.stderr)
-        return 0 if report.clips or not report.skipped else 1
+        report = extract_to_folder(ns.videos, ns.output_dir, **_clip_options(ns))
+        return _finish(report, f"wrote to {ns.output_dir}")
+    if ns.command in ("tokenize", "reconstruct-motion"):
+        from lavit.pipelines.tokenize import reconstruct_motion_videos, tokenize_videos
+
+        config = {} if ns.num_heads is None else {"num_heads": ns.num_heads}
+        run, target = (tokenize_videos, ns.output) if ns.command == "tokenize" else (reconstruct_motion_videos, ns.output_dir)
+        report = run(ns.videos, ns.checkpoint, target, device=ns.device, tokenizer_config=config, **_clip_options(ns))
+        return _finish(report, f"wrote to {target}")
     if ns.command == "demo-data":
         from datamodules.demo_data import make_demo_dataset
 

@@ -53,7 +53,7 @@ def test_lavit_extract_writes_clips_and_skips_bad(tmp_path, real_clip):
     out = tmp_path / "out"
     r = _run("lavit", "extract", str(real_clip), str(bad), "-o", str(out), "--max-clips", "2", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "wrote 2 clips from 1 videos" in r.stdout
+    assert "2 clips from 1 videos" in r.stdout
     assert "broken.mp4" in r.stderr and "1 videos skipped" in r.stderr
     folder = out / real_clip.stem
     meta = json.loads((folder / "clips.json").read_text())
@@ -69,3 +69,29 @@ def test_lavit_extract_all_bad_fails(tmp_path):
     bad.write_bytes(b"")
     r = _run("lavit", "extract", str(bad), "-o", str(tmp_path / "out"), cwd=tmp_path)
     assert r.returncode == 1 and "empty file" in r.stderr
+
+
+def test_lavit_tokenize_and_reconstruct_motion(tmp_path, real_clip):
+    import torch
+
+    import lavit
+    from lavit.video import extract_clips
+    from tests.conftest import SHARED
+
+    weights = SHARED / "reference" / "motion_tokenizer_tiny_parity.safetensors"
+    out = tmp_path / "tokens.jsonl"
+    r = _run("lavit", "tokenize", str(real_clip), "--checkpoint", str(weights), "--num-heads", "4", "--max-clips", "2", "-o", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    (line,) = [json.loads(x) for x in out.read_text().splitlines()]
+    expected = lavit.load_motion_tokenizer(weights, num_heads=4).tokenize(extract_clips(real_clip, max_clips=2).motion)
+    assert line["video"] == str(real_clip) and torch.equal(torch.tensor(line["tokens"]), expected)
+
+    r = _run("lavit", "reconstruct-motion", str(real_clip), "--checkpoint", str(weights), "--num-heads", "4", "--max-clips", "2",
+             "-o", str(tmp_path / "rec"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    folder = tmp_path / "rec" / real_clip.stem
+    assert np.load(folder / "motion_rec_01.npy").shape == (2, 24, 20, 36)
+    assert Image.open(folder / "motion_rec.png").size[1] > 100
+
+    r = _run("lavit", "tokenize", str(real_clip), "--checkpoint", str(tmp_path / "missing.bin"), "-o", str(out), cwd=tmp_path)
+    assert r.returncode != 0 and "missing.bin" in r.stderr and "motion_tokenizer.bin" in r.stderr

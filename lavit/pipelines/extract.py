@@ -44,6 +44,20 @@ class ExtractReport:
         return sum(self.clips.values())
 
 
+def iter_video_clips(videos: Iterable[str | os.PathLike], report: ExtractReport, progress: bool = True, desc: str = "videos", **options):
+    """Yield ``(path, VideoClips)`` for each readable video (``find_videos`` order, with a progress bar);
+    unreadable ones are logged and recorded in ``report.skipped``, readable ones in ``report.clips``."""
+    for path in tqdm(find_videos(videos), desc=desc, unit="video", disable=not progress):
+        try:
+            clips = extract_clips(path, **options)
+        except VideoDecodeError as err:
+            report.skipped[str(path)] = err.reason
+            log.warning("skipped %s", err)
+            continue
+        report.clips[str(path)] = len(clips)
+        yield path, clips
+
+
 def extract_to_folder(videos: Iterable[str | os.PathLike], output_dir: str | os.PathLike, progress: bool = True, **options) -> ExtractReport:
     """For each video, write ``<output_dir>/<stem>/`` with per clip ``k``:
 
@@ -56,16 +70,9 @@ def extract_to_folder(videos: Iterable[str | os.PathLike], output_dir: str | os.
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = ExtractReport()
-    paths = find_videos(videos)
     used: set[str] = set()
-    for path in tqdm(paths, desc="extract", unit="video", disable=not progress):
-        try:
-            clips = extract_clips(path, **options)
-        except VideoDecodeError as err:
-            report.skipped[str(path)] = err.reason
-            log.warning("skipped %s", err)
-            continue
-        name = _unique(path.stem, used)
+    for path, clips in iter_video_clips(videos, report, progress, "extract", **options):
+        name = unique_name(path.stem, used)
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)
         for k in range(len(clips)):
@@ -76,11 +83,11 @@ def extract_to_folder(videos: Iterable[str | os.PathLike], output_dir: str | os.
         meta = {"source": str(path), "starts": clips.starts, "fps": clips.fps, "num_frames": clips.num_frames,
                 "width": clips.width, "height": clips.height, "motion_shape": list(clips.motion.shape[1:])}
         (folder / "clips.json").write_text(json.dumps(meta, indent=2))
-        report.clips[str(path)] = len(clips)
     return report
 
 
-def _unique(stem: str, used: set[str]) -> str:
+def unique_name(stem: str, used: set[str]) -> str:
+    """``stem``, or ``stem_2``, ``stem_3``... if an earlier video already took it."""
     name, i = stem, 1
     while name in used:
         i += 1

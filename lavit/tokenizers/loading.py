@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -40,6 +41,16 @@ def read_state_dict(path: str | os.PathLike, what: str = "checkpoint", source: s
     return dict(obj)
 
 
+def checkpoint_hyperparameters(path: str | os.PathLike) -> dict[str, Any]:
+    """``hyper_parameters`` of a Lightning checkpoint (empty for other files)."""
+    path = Path(path)
+    if path.suffix == ".safetensors" or not path.is_file():
+        return {}
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    hp = obj.get("hyper_parameters") if isinstance(obj, Mapping) else None
+    return dict(hp) if isinstance(hp, Mapping) else {}
+
+
 def strip_prefix(state: Mapping[str, torch.Tensor], anchor: str) -> dict[str, torch.Tensor]:
     """Drop whatever prefix stands before ``anchor`` in the keys (``model.``, ``tokenizer.``, ...)."""
     hits = [k for k in state if anchor in k]
@@ -75,7 +86,8 @@ def load_motion_tokenizer(path_or_state_dict: str | os.PathLike | Mapping[str, t
     Args:
         path_or_state_dict: ``motion_tokenizer.bin`` (official), a ``.safetensors`` file, one of our
             Lightning checkpoints (``.ckpt``), or a state dict. Pickles load with ``weights_only=True``.
-        **config: MotionTokenizer arguments; unspecified ones are inferred from tensor shapes.
+        **config: MotionTokenizer arguments; unspecified ones come from a Lightning checkpoint's
+            hyper-parameters, else are inferred from tensor shapes.
 
     Returns:
         The tokenizer in eval mode.
@@ -84,14 +96,17 @@ def load_motion_tokenizer(path_or_state_dict: str | os.PathLike | Mapping[str, t
         FileNotFoundError: the file is missing (the message says where to get the official one).
         ValueError: missing / unexpected keys or mismatched shapes, each named.
     """
+    saved: dict[str, Any] = {}
     if isinstance(path_or_state_dict, Mapping):
         state = dict(path_or_state_dict)
         name = "state dict"
     else:
         state = read_state_dict(path_or_state_dict, "motion tokenizer weights", OFFICIAL_SOURCE)
         name = str(path_or_state_dict)
+        accepted = inspect.signature(MotionTokenizer).parameters
+        saved = {k: v for k, v in checkpoint_hyperparameters(path_or_state_dict).items() if k in accepted}
     state = strip_prefix(state, "encoder.in_proj.weight")
-    model = MotionTokenizer(**{**infer_motion_tokenizer_config(state), **config})
+    model = MotionTokenizer(**{**infer_motion_tokenizer_config(state), **saved, **config})
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
