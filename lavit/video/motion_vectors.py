@@ -103,7 +103,7 @@ def dense_motion_fields(per_frame: list[np.ndarray | None], height: int, width: 
 def _motion_vectors(frame: av.VideoFrame) -> np.ndarray | None:
     for data in frame.side_data:
         if isinstance(data, av.sidedata.motionvectors.MotionVectors):
-            return data.to_ndarray().copy()  # a view would keep the whole decoded frame alive
+            return data.to_ndarray()
     return None
 
 
