@@ -121,4 +121,6 @@ def load_motion_tokenizer(path_or_state_dict: str | os.PathLike | Mapping[str, t
             parts.append(f"shape mismatches: {'; '.join(wrong[:10])}")
         raise ValueError(f"{name} does not match the motion tokenizer: " + " | ".join(parts))
     model.load_state_dict(state, strict=True)
+    model.quantize.warmup_steps = 0  # loaded codes are fitted: always quantise
+    model.quantize.initialized.fill_(True)
     return model.eval()

@@ -134,6 +134,7 @@ class MotionTokenizer(nn.Module):
         in_channels: motion channels (2).
         codebook_size, codebook_dim: 1024 codes of 32 dimensions.
         decay, commitment_weight, kmeans_init, dead_code_steps, restart_buffer: see NormEMAQuantizer.
+        quantizer_warmup_steps: NormEMAQuantizer ``warmup_steps`` (autoencoder phase before quantising).
     """
 
     def __init__(
@@ -153,6 +154,7 @@ class MotionTokenizer(nn.Module):
         kmeans_init: bool = False,
         dead_code_steps: int | None = None,
         restart_buffer: int = 4096,
+        quantizer_warmup_steps: int = 0,
         eps: float = 1e-5,
     ):
         super().__init__()
@@ -173,7 +175,8 @@ class MotionTokenizer(nn.Module):
         self.encode_task_layer.apply(_init_weights)
         self.decode_task_layer.apply(_init_weights)
         self.quantize = NormEMAQuantizer(codebook_size, codebook_dim, decay, commitment_weight, kmeans_init,
-                                         dead_code_steps=dead_code_steps, restart_buffer=restart_buffer)
+                                         dead_code_steps=dead_code_steps, restart_buffer=restart_buffer,
+                                         warmup_steps=quantizer_warmup_steps)
 
     @property
     def num_tokens(self) -> int:

@@ -50,6 +50,10 @@ class NormEMAQuantizer(nn.Module):
             outputs (None disables restarts).
         restart_buffer: how many recent encoder outputs are kept for restarts.
         seed: seed of the restart sampling (the same on every rank).
+        warmup_steps: for this many training steps the quantiser passes the normalised features
+            through unquantised (an autoencoder phase, no EMA, no commitment loss), so the encoder
+            learns content-dependent features before codes are fitted to them; the k-means
+            initialisation then runs on the first batch after warm-up. Indices are still reported.
 
     The state dict holds only ``embedding.weight`` (the official key); EMA / restart statistics are
     non-persistent buffers saved by ``training_state()`` / ``load_training_state()``.
@@ -66,8 +70,10 @@ class NormEMAQuantizer(nn.Module):
         dead_code_steps: int | None = None,
         restart_buffer: int = 4096,
         seed: int = 0,
+        warmup_steps: int = 0,
     ):
         super().__init__()
+        self.warmup_steps = warmup_steps
         self.num_codes, self.dim, self.decay = num_codes, dim, decay
         self.commitment_weight = commitment_weight
         self.kmeans_init, self.kmeans_iters = kmeans_init, kmeans_iters
@@ -114,12 +120,17 @@ class NormEMAQuantizer(nn.Module):
         with torch.autocast(device_type=z.device.type, enabled=False):
             z = F.normalize(z.float(), dim=-1)
             flat = z.reshape(-1, self.dim)
-            if self.training and not bool(self.initialized):
+            warming_up = int(self.steps) < self.warmup_steps
+            if self.training and not warming_up and not bool(self.initialized):
                 self._kmeans_init(flat.detach())
             indices = self.nearest(flat)
             q = self.lookup(indices)
             counts = torch.bincount(indices, minlength=self.num_codes).float()
-            if self.training:  # counts become global (all ranks) here
+            if warming_up:
+                q = flat.detach()  # pass features through: no quantisation, zero commitment loss
+                if self.training:
+                    self.steps += 1
+            elif self.training:  # counts become global (all ranks) here
                 counts = self._ema_update(flat.detach(), indices, counts)
             loss = self.commitment_weight * F.mse_loss(flat, q.detach())
             probs = counts / counts.sum().clamp(min=1)

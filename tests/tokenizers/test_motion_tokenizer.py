@@ -141,3 +141,25 @@ def test_safetensors_round_trip(tmp_path):
     loaded = lavit.load_motion_tokenizer(tmp_path / "m.safetensors", num_heads=2)
     x = torch.randn(2, 2, 24, 20, 36)
     assert torch.equal(loaded.tokenize(x), model.eval().tokenize(x))
+
+
+def test_warmup_passes_features_through_then_fits_codes():
+    torch.manual_seed(0)
+    centres = F.normalize(torch.randn(8, 16), dim=-1)
+    z = centres.repeat_interleave(20, 0) + 0.02 * torch.randn(160, 16)
+    q = NormEMAQuantizer(num_codes=8, dim=16, kmeans_init=True, warmup_steps=2).train()
+    for _ in range(2):
+        out = q(z)
+        torch.testing.assert_close(out.quantized, F.normalize(z, dim=-1))  # unquantised
+        assert out.loss == 0 and not bool(q.initialized)
+    out = q(z)  # first step after warm-up: k-means on this batch, then quantise
+    assert bool(q.initialized) and out.usage == 1.0
+    assert out.loss > 0 and (out.quantized - F.normalize(z, dim=-1)).abs().max() > 1e-3  # now quantised
+
+
+def test_loader_never_warms_up(tmp_path):
+    model = MotionTokenizer(dim=32, num_heads=2, stage_depths=(1, 1, 1, 1), quantizer_warmup_steps=100)
+    loaded = lavit.load_motion_tokenizer(model.state_dict(), num_heads=2, quantizer_warmup_steps=100)
+    x = torch.randn(1, 2, 24, 20, 36)
+    q = loaded.encode(x)
+    torch.testing.assert_close(q.quantized, loaded.quantize.codebook[q.indices])
