@@ -14,10 +14,20 @@ import torch
 __all__ = ["frechet_distance", "gaussian_statistics", "statistics_from_sums"]
 
 
+def _zero_roundoff(values: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues within round-off of zero (|v| <= d * eps * max|v|) set to 0.
+
+    Covariances of N < d samples have d - N + 1 zero eigenvalues, which eigh returns as +-1e-16-ish
+    noise; their square roots (1e-8) would otherwise add up to a visible, batch-order-dependent error.
+    """
+    tol = values.abs().max() * values.shape[-1] * torch.finfo(values.dtype).eps
+    return torch.where(values > tol, values, torch.zeros_like(values))
+
+
 def _psd_sqrt(sigma: torch.Tensor) -> torch.Tensor:
-    """Symmetric square root of a symmetric PSD matrix (negative round-off eigenvalues clamped)."""
+    """Symmetric square root of a symmetric PSD matrix (round-off eigenvalues zeroed)."""
     values, vectors = torch.linalg.eigh(sigma)
-    return (vectors * values.clamp(min=0).sqrt()) @ vectors.T
+    return (vectors * _zero_roundoff(values).sqrt()) @ vectors.T
 
 
 def trace_sqrt_product(sigma1: torch.Tensor, sigma2: torch.Tensor) -> torch.Tensor:
@@ -25,7 +35,7 @@ def trace_sqrt_product(sigma1: torch.Tensor, sigma2: torch.Tensor) -> torch.Tens
     root = _psd_sqrt(sigma1)
     inner = root @ sigma2 @ root
     inner = (inner + inner.T) / 2  # exact symmetry for eigvalsh
-    return torch.linalg.eigvalsh(inner).clamp(min=0).sqrt().sum()
+    return _zero_roundoff(torch.linalg.eigvalsh(inner)).sqrt().sum()
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> torch.Tensor:

@@ -42,7 +42,7 @@ class I3DVideoFeatures(nn.Module):
         b, t = clip.shape[:2]
         x = to_signed_unit(clip, self.value_range, "videos").flatten(0, 1)
         x = resize_frames(x, self.size).reshape(b, t, 3, self.size, self.size)
-        return self.network(x.permute(0, 2, 1, 3, 4).contiguous()).float()
+        return self.network(x.permute(0, 2, 1, 3, 4).contiguous())
 
 
 class FVD(FrechetMetric):

@@ -84,5 +84,5 @@ class VideoInceptionScore(_ScoreBase):
 
         check_video(videos, 16, "videos")
         clip = to_uint8(videos, self.value_range, "videos").permute(0, 1, 3, 4, 2)  # (B, T, H, W, 3)
-        logits = self.network(c3d_preprocess(clip, self.mean)).float()
+        logits = self.network(c3d_preprocess(clip, self.mean))
         self.update_features(logits, "fake", indices)
