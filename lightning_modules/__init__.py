@@ -4,5 +4,6 @@ Each module delegates the maths to ``lavit``.
 """
 
 from lightning_modules.motion_vqvae import MotionVQVAE
+from lightning_modules.video_evaluator import VideoEvaluator
 
-__all__ = ["MotionVQVAE"]
+__all__ = ["MotionVQVAE", "VideoEvaluator"]
