@@ -94,3 +94,14 @@ def test_clipsim_equals_direct_open_clip(clip_weights):
             txt = txt / txt.norm(dim=-1, keepdim=True)
             per_video.append((img @ txt.T).mean().item())
     assert ours == pytest.approx(float(np.mean(per_video)), abs=1e-6)
+
+
+def test_missing_weights_name_the_file_and_where_to_get_it(monkeypatch, tmp_path):
+    from metrics import FVD, FID
+
+    monkeypatch.delenv("LAVIT_WEIGHTS_DIR", raising=False)
+    with pytest.raises(FileNotFoundError, match=r"rgb_imagenet\.pt.*(?s:.*)LAVIT_WEIGHTS_DIR"):
+        FVD()
+    monkeypatch.setenv("LAVIT_WEIGHTS_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"weights-inception-2015-12-05-6726825d\.pth(?s:.*)github\.com/toshas/torch-fidelity"):
+        FID()
