@@ -105,3 +105,25 @@ def test_missing_weights_name_the_file_and_where_to_get_it(monkeypatch, tmp_path
     monkeypatch.setenv("LAVIT_WEIGHTS_DIR", str(tmp_path))
     with pytest.raises(FileNotFoundError, match=r"weights-inception-2015-12-05-6726825d\.pth(?s:.*)github\.com/toshas/torch-fidelity"):
         FID()
+
+
+def test_fid_clip_backbone_and_clean_resize(inception_weights, clip_weights):
+    from cleanfid.resize import make_resizer
+
+    from metrics.extractors import clean_resize
+
+    real, fake = _images(7, 4), _images(8, 5)
+    fid = FID(backbone="clip", network=ClipModel("ViT-B-32", str(clip_weights)))
+    fid.update(real, real=True)
+    fid.update(fake, real=False)
+    feats_real = fid.extractor.image_features(real).double()
+    feats_fake = fid.extractor.image_features(fake).double()
+    from metrics.frechet import frechet_distance, gaussian_statistics
+
+    expected = frechet_distance(*gaussian_statistics(feats_real), *gaussian_statistics(feats_fake))
+    assert fid.num_features == 512 and fid.compute().item() == pytest.approx(expected.item(), rel=1e-9)
+
+    resized = clean_resize(real[:1], 299)
+    direct = make_resizer("PIL", False, "bicubic", (299, 299))(real[0].permute(1, 2, 0).numpy())
+    assert resized.shape == (1, 3, 299, 299)
+    assert np.abs(resized[0].permute(1, 2, 0).numpy().astype(np.float64) - direct).max() <= 0.5 + 1e-6
