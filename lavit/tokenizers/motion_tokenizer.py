@@ -54,21 +54,32 @@ class Upsample(nn.Module):
         return self.conv(x)
 
 
-def _init_weights(m: nn.Module) -> None:
-    if isinstance(m, (nn.Linear, nn.Conv3d)):
-        nn.init.trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
+def init_weights(module: nn.Module, std: float | None = 0.02) -> None:
+    """Official initialisation: truncated normal(std) weights, zero biases, unit LayerNorms.
+
+    ``std=None`` keeps PyTorch's fan-in scaled defaults for linear and conv layers instead. The
+    official 0.02 suits the paper width (512); in narrow models (dim 32) it shrinks the signal ~10x
+    per layer, so the decoder's output stops depending on the tokens within a few steps.
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Conv3d)):
+            if std is None:
+                m.reset_parameters()
+                continue
+            nn.init.trunc_normal_(m.weight, std=std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
 
 
 class MotionEncoder(nn.Module):
     """(B, C_in, T, H, W) -> (B, T', H', W', dim) with T' = T / prod(stride_t) etc."""
 
     def __init__(self, in_channels: int, dim: int, num_heads: int, stage_depths: Sequence[int], strides: Sequence[Sequence[int]],
-                 num_frames: int, field_size: Sequence[int], mlp_ratio: float = 4.0, eps: float = 1e-5):
+                 num_frames: int, field_size: Sequence[int], mlp_ratio: float = 4.0, eps: float = 1e-5,
+                 init_std: float | None = 0.02):
         super().__init__()
         self.stage_depths = list(stage_depths)
         self.strides = [tuple(s) for s in strides]
@@ -78,7 +89,7 @@ class MotionEncoder(nn.Module):
         self.blocks = nn.ModuleList(SpatioTemporalBlock(dim, num_heads, mlp_ratio, eps) for _ in range(sum(stage_depths)))
         self.down_sample_layers = nn.ModuleList(Downsample(dim, s) for s in self.strides)
         self.norm = nn.LayerNorm(dim, eps=eps)
-        self.apply(_init_weights)
+        init_weights(self, init_std)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.temp_pos, std=0.02)
 
@@ -100,14 +111,14 @@ class MotionDecoder(nn.Module):
     """(B, T', H', W', code_dim) -> (B, T, H, W, dim), undoing the encoder's strides in reverse."""
 
     def __init__(self, code_dim: int, dim: int, num_heads: int, stage_depths: Sequence[int], strides: Sequence[Sequence[int]],
-                 mlp_ratio: float = 4.0, eps: float = 1e-5):
+                 mlp_ratio: float = 4.0, eps: float = 1e-5, init_std: float | None = 0.02):
         super().__init__()
         self.stage_depths = list(stage_depths)
         self.in_proj = nn.Linear(code_dim, dim)
         self.blocks = nn.ModuleList(SpatioTemporalBlock(dim, num_heads, mlp_ratio, eps) for _ in range(sum(stage_depths)))
         self.up_sample_layers = nn.ModuleList(Upsample(dim, s) for s in reversed([tuple(s) for s in strides]))
         self.norm = nn.LayerNorm(dim, eps=eps)
-        self.apply(_init_weights)
+        init_weights(self, init_std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.in_proj(x)
@@ -135,6 +146,8 @@ class MotionTokenizer(nn.Module):
         codebook_size, codebook_dim: 1024 codes of 32 dimensions.
         decay, commitment_weight, kmeans_init, dead_code_steps, restart_buffer: see NormEMAQuantizer.
         quantizer_warmup_steps: NormEMAQuantizer ``warmup_steps`` (autoencoder phase before quantising).
+        init_std: weight initialisation (0.02, official) or None for PyTorch's fan-in defaults, which
+            small models need to train (see ``init_weights``).
     """
 
     def __init__(
@@ -156,6 +169,7 @@ class MotionTokenizer(nn.Module):
         restart_buffer: int = 4096,
         quantizer_warmup_steps: int = 0,
         eps: float = 1e-5,
+        init_std: float | None = 0.02,
     ):
         super().__init__()
         if len(stage_depths) != len(strides):
@@ -168,12 +182,12 @@ class MotionTokenizer(nn.Module):
                     raise ValueError(f"clip shape {tuple(self.input_shape[1:])} is not divisible by the strides {tuple(map(tuple, strides))}")
                 grid[axis] //= s
         self.token_grid = tuple(grid)
-        self.encoder = MotionEncoder(in_channels, dim, num_heads, stage_depths, strides, num_frames, field_size, mlp_ratio, eps)
-        self.decoder = MotionDecoder(codebook_dim, dim, num_heads, stage_depths, strides, mlp_ratio, eps)
+        self.encoder = MotionEncoder(in_channels, dim, num_heads, stage_depths, strides, num_frames, field_size, mlp_ratio, eps, init_std)
+        self.decoder = MotionDecoder(codebook_dim, dim, num_heads, stage_depths, strides, mlp_ratio, eps, init_std)
         self.encode_task_layer = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, codebook_dim))
         self.decode_task_layer = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, in_channels))
-        self.encode_task_layer.apply(_init_weights)
-        self.decode_task_layer.apply(_init_weights)
+        init_weights(self.encode_task_layer, init_std)
+        init_weights(self.decode_task_layer, init_std)
         self.quantize = NormEMAQuantizer(codebook_size, codebook_dim, decay, commitment_weight, kmeans_init,
                                          dead_code_steps=dead_code_steps, restart_buffer=restart_buffer,
                                          warmup_steps=quantizer_warmup_steps)

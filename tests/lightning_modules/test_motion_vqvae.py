@@ -85,3 +85,34 @@ def test_paper_config_parses(tmp_path):
                        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "train_manifest: /data/webvid/results_10M_train.csv" in r.stdout and "decay: 0.995" in r.stdout
+
+
+@pytest.fixture(scope="module")
+def usage_root(tmp_path_factory):
+    from datamodules import make_demo_dataset
+
+    root = tmp_path_factory.mktemp("demo_usage")
+    # 320x192 at 6 fps: one 24-frame clip per 4 s video, motion vectors clean enough to learn from
+    make_demo_dataset(root, num_videos=24, duration=4.0, fps=6, height=192, width=320, progress=False)
+    return root
+
+
+def _val_usage(tmp_path, root, dead_code_steps):
+    args = ["-c", str(TINY), f"--data.init_args.demo_root={root}", "--data.init_args.demo_num_videos=24",
+            "--data.init_args.val_fraction=0.5", "--data.init_args.clips_per_video=null", "--data.init_args.batch_size=8",
+            "--data.init_args.field_size=[8,16]", "--model.init_args.field_size=[8,16]",
+            "--model.init_args.codebook_size=64", f"--model.init_args.dead_code_steps={dead_code_steps}",
+            "--model.init_args.lr=1e-3", "--model.init_args.decay=0.99", "--trainer.max_steps=100",
+            "--trainer.limit_val_batches=null", "--trainer.check_val_every_n_epoch=1000",
+            f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false", "--trainer.logger=false"]
+    cli = lightning_cli(["fit", *args])
+    (metrics,) = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)
+    return metrics["val/usage"]
+
+
+def test_dead_code_restart_keeps_codebook_usage_high(tmp_path, usage_root):
+    with_restart = _val_usage(tmp_path / "restart", usage_root, 20)
+    without = _val_usage(tmp_path / "none", usage_root, "null")
+    print(f"val codebook usage after 100 steps: {with_restart:.3f} with dead-code restart, {without:.3f} without")
+    assert with_restart > 0.5
+    assert without < with_restart - 0.2
