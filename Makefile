@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo extract-demo test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
+	$(BIN)/lightning fit -c configs/motion_vqvae/demo.yaml
+
+extract-demo: $(STAMP)
 	$(BIN)/lavit demo-data outputs/demo_data --num-videos 8
 	$(BIN)/lavit extract outputs/demo_data/videos -o outputs/demo_extract
 
