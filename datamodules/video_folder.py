@@ -12,23 +12,20 @@ counted in ``datamodule.skipped`` and logged, never fatal.
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Iterator
 
 import av
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from datamodules.manifest import VideoRecord, read_manifest
+from datamodules.skipped import SkippedVideos
 from lavit.pipelines.extract import find_videos
 from lavit.video.errors import VideoDecodeError
 from lavit.video.transcode import open_video
-
-log = logging.getLogger(__name__)
 
 MANIFEST_SUFFIXES = {".csv", ".tsv", ".jsonl"}
 
@@ -133,7 +130,7 @@ class ShardSampler(DistributedSampler):
         return len(range(self.rank, len(self.dataset), self.num_replicas))
 
 
-class VideoFolderDataModule(L.LightningDataModule):
+class VideoFolderDataModule(SkippedVideos):
     """Generated (dataloader 0) and real (dataloader 1) videos for ``lightning test``.
 
     Args:
@@ -155,7 +152,6 @@ class VideoFolderDataModule(L.LightningDataModule):
         self.fake, self.real, self.captions = fake, real, captions
         self.num_frames, self.frames, self.resolution = num_frames, frames, resolution
         self.batch_size, self.num_workers = batch_size, num_workers
-        self.skipped: dict[str, str] = {}
         self.sets: dict[str, VideoSetDataset] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -172,10 +168,3 @@ class VideoFolderDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> list[DataLoader]:
         return [self._loader(self.sets[name]) for name in ("fake", "real") if name in self.sets]
-
-    def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
-        for path, reason in batch.pop("skipped", []):
-            if path not in self.skipped:
-                self.skipped[path] = reason
-                log.warning("skipped unreadable video %s: %s (%d skipped so far)", path, reason, len(self.skipped))
-        return batch

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Literal
 
-import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
 from datamodules.clip_dataset import EpochSampler, VideoClipDataset, collate_clips
 from datamodules.demo_data import make_demo_dataset
 from datamodules.manifest import VideoRecord, read_manifest
+from datamodules.skipped import SkippedVideos
 
-log = logging.getLogger(__name__)
 
-
-class VideoTextDataModule(pl.LightningDataModule):
+class VideoTextDataModule(SkippedVideos):
     """Batches ``{"keyframe": (N, 3, 224, 224), "motion": (N, 2, 24, 20, 36), "caption": [str],
     "video_id": [str]}`` from video manifests (CSV / JSONL / WebVid CSV, see ``read_manifest``).
 
@@ -62,7 +59,6 @@ class VideoTextDataModule(pl.LightningDataModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        self.skipped: dict[str, str] = {}
         self.datasets: dict[str, VideoClipDataset] = {}
 
     def prepare_data(self) -> None:
@@ -121,14 +117,3 @@ class VideoTextDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("predict", shuffle=False)
-
-    def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
-        self.record_skipped(batch.pop("skipped", []))
-        return batch
-
-    def record_skipped(self, skipped: list[tuple[str, str]]) -> None:
-        """Count bad videos (once per path) and log each the first time it is seen."""
-        for path, reason in skipped:
-            if path not in self.skipped:
-                self.skipped[path] = reason
-                log.warning("skipped unreadable video %s: %s (%d skipped so far)", path, reason, len(self.skipped))

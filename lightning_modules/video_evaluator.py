@@ -68,7 +68,7 @@ class VideoEvaluator(L.LightningModule):
             metric.reset()
         self.results = results
         for name, value in results.items():
-            self.log(f"test/{name}", torch.tensor(value, dtype=torch.float64).float(), rank_zero_only=True)
+            self.log(f"test/{name}", value, rank_zero_only=True)
         # trainer.log_dir broadcasts under DDP: every rank asks
         root = Path(self.trainer.log_dir or self.trainer.default_root_dir)
         self._report(results, Path(self.output) if self.output else root / "eval_results.json")

@@ -20,10 +20,15 @@ from metrics.video_input import check_video, resize_frames, select_frames, to_si
 I3D_FEATURES = 400
 
 
-def build_i3d(weights: str | os.PathLike | None, torchscript: bool) -> nn.Module:
-    from metrics.networks import load_i3d
+def i3d_video_features(weights: str | os.PathLike | None, torchscript: bool, protocol: str,
+                       value_range: Sequence[float], network: nn.Module | None) -> "I3DVideoFeatures":
+    """The protocol's video -> I3D feature extractor; ``network`` replaces loading ``weights``."""
+    if network is None:
+        from metrics.networks import load_i3d
 
-    return load_i3d(weights, torchscript=torchscript)
+        network = load_i3d(weights, torchscript=torchscript)
+    p = get_protocol(protocol)
+    return I3DVideoFeatures(network, p.num_frames, p.frames, p.size, value_range)
 
 
 class I3DVideoFeatures(nn.Module):
@@ -61,11 +66,9 @@ class FVD(FrechetMetric):
 
     def __init__(self, weights: str | None = None, protocol: str = "stylegan-v", value_range: tuple[float, float] = (0.0, 1.0),
                  torchscript: bool = False, network: nn.Module | None = None, **kwargs):
-        p = get_protocol(protocol)
-        super().__init__(I3D_FEATURES, unbiased=p.unbiased, **kwargs)
+        super().__init__(I3D_FEATURES, unbiased=get_protocol(protocol).unbiased, **kwargs)
         self.protocol = protocol
-        self.extractor = I3DVideoFeatures(network if network is not None else build_i3d(weights, torchscript),
-                                          p.num_frames, p.frames, p.size, value_range)
+        self.extractor = i3d_video_features(weights, torchscript, protocol, value_range, network)
 
     def update(self, videos: torch.Tensor, real: bool) -> None:
         self.update_features(self.extractor(videos), real)
@@ -101,10 +104,8 @@ class KVD(GatheredFeaturesMetric):
                  torchscript: bool = False, subsets: int = 100, subset_size: int = 1000, seed: int = 2020,
                  network: nn.Module | None = None, **kwargs):
         super().__init__(**kwargs)
-        p = get_protocol(protocol)
         self.subsets, self.subset_size, self.seed = subsets, subset_size, seed
-        self.extractor = I3DVideoFeatures(network if network is not None else build_i3d(weights, torchscript),
-                                          p.num_frames, p.frames, p.size, value_range)
+        self.extractor = i3d_video_features(weights, torchscript, protocol, value_range, network)
 
     def update(self, videos: torch.Tensor, real: bool, indices: torch.Tensor | None = None) -> None:
         self.update_features(self.extractor(videos), "real" if real else "fake", indices)

@@ -77,14 +77,24 @@ def dense_motion_fields(per_frame: list[np.ndarray | None], height: int, width: 
     ``None`` (or an empty array) marks a frame without vectors (an I-frame): all zero.
     """
     present = [(i, v) for i, v in enumerate(per_frame) if v is not None and len(v)]
-    if not present:
+    dtype = present[0][1].dtype if present else None
+    chunks = [np.ascontiguousarray(v, dtype=dtype).tobytes() for _, v in present]
+    return _fields_from_chunks(chunks, [i for i, _ in present], dtype, len(per_frame), height, width)
+
+
+def _fields_from_chunks(chunks: list[bytes], frames: list[int], dtype, num_frames: int, height: int, width: int) -> np.ndarray:
+    """Fields from raw ``AVMotionVector`` records: ``chunks[k]`` holds those of frame ``frames[k]``.
+
+    Concatenating raw bytes and viewing them once is >10x faster than numpy's field-by-field
+    structured concatenate, and than PyAV's per-frame ``to_ndarray``.
+    """
+    if not chunks:
         rows, cols = macroblock_grid(height, width)
-        return np.zeros((len(per_frame), rows, cols, 2), dtype=np.float32)
-    # concatenating as raw bytes is >10x faster than numpy's field-by-field structured concatenate
-    dtype = present[0][1].dtype
-    records = np.concatenate([np.ascontiguousarray(a, dtype=dtype).view(np.uint8) for _, a in present]).view(dtype)
-    frame = np.repeat(np.array([i for i, _ in present], dtype=np.int64), [len(a) for _, a in present])
-    return _accumulate(records, frame, len(per_frame), height, width)
+        return np.zeros((num_frames, rows, cols, 2), dtype=np.float32)
+    records = np.frombuffer(b"".join(chunks), dtype=dtype)
+    counts = [len(c) // dtype.itemsize for c in chunks]
+    frame = np.repeat(np.asarray(frames, dtype=np.int64), counts)
+    return _accumulate(records, frame, num_frames, height, width)
 
 
 def _accumulate(records: np.ndarray, frame: np.ndarray, num_frames: int, height: int, width: int) -> np.ndarray:
@@ -109,15 +119,6 @@ def _accumulate(records: np.ndarray, frame: np.ndarray, num_frames: int, height:
 
 
 _MOTION_VECTORS = av.sidedata.sidedata.Type.MOTION_VECTORS
-
-
-def _fields_from_chunks(chunks: list[bytes], frames: list[int], dtype, num_frames: int, height: int, width: int) -> np.ndarray:
-    if not chunks:
-        return dense_motion_fields([None] * num_frames, height, width)
-    records = np.frombuffer(b"".join(chunks), dtype=dtype)
-    counts = [len(c) // dtype.itemsize for c in chunks]
-    frame = np.repeat(np.asarray(frames, dtype=np.int64), counts)
-    return _accumulate(records, frame, num_frames, height, width)
 
 
 def read_motion(source: VideoSource, *, keep_intra_frames: bool = True) -> CompressedVideo:
