@@ -31,7 +31,8 @@ class VideoTextDataModule(SkippedVideos):
         fps, max_clips, sampling, normalization, clip_len, field_size, min_frames: see
             ``lavit.video.extract_clips``.
         cache_clips: keep decoded clips in memory across epochs (small data sets only).
-        demo_root, demo_num_videos, val_fraction: the embedded dataset and its split.
+        demo_root, demo_num_videos, demo_duration, demo_fps, val_fraction: the embedded dataset (number
+            of videos, seconds and frame rate of each) and its split.
     """
 
     def __init__(
@@ -55,6 +56,8 @@ class VideoTextDataModule(SkippedVideos):
         cache_clips: bool = False,
         demo_root: str = "outputs/demo_data",
         demo_num_videos: int = 16,
+        demo_duration: float = 8.0,
+        demo_fps: float = 12.0,
         val_fraction: float = 0.25,
     ):
         super().__init__()
@@ -63,7 +66,7 @@ class VideoTextDataModule(SkippedVideos):
 
     def prepare_data(self) -> None:
         if self.hparams.train_manifest is None:
-            make_demo_dataset(self.hparams.demo_root, num_videos=self.hparams.demo_num_videos, seed=self.hparams.seed, progress=False)
+            self._make_demo(progress=True)
 
     def setup(self, stage: str | None = None) -> None:
         h = self.hparams
@@ -88,8 +91,12 @@ class VideoTextDataModule(SkippedVideos):
     def _read(self, manifest: str) -> list[VideoRecord]:
         return read_manifest(manifest, video_root=self.hparams.video_root)
 
+    def _make_demo(self, progress: bool = False) -> Path:
+        h = self.hparams
+        return make_demo_dataset(h.demo_root, num_videos=h.demo_num_videos, seed=h.seed, duration=h.demo_duration, fps=h.demo_fps, progress=progress)
+
     def _demo_splits(self) -> dict[str, list[VideoRecord]]:
-        manifest = make_demo_dataset(self.hparams.demo_root, num_videos=self.hparams.demo_num_videos, seed=self.hparams.seed, progress=False)
+        manifest = self._make_demo()
         records = read_manifest(manifest)
         n_val = max(1, round(len(records) * self.hparams.val_fraction)) if len(records) > 1 else 0
         return {"train": records[n_val:], "val": records[:n_val]}

@@ -31,8 +31,8 @@ class MotionVQVAE(pl.LightningModule):
     picture of input vs reconstructed motion to ``<log_dir>/reconstructions/`` and to the logger.
 
     Args:
-        dim ... quantizer_warmup_steps, init_std: ``lavit.tokenizers.MotionTokenizer`` arguments (paper
-            defaults; small models want ``init_std: null``).
+        dim ... quantizer_warmup_steps, init_std, input_scale: ``lavit.tokenizers.MotionTokenizer``
+            arguments (paper defaults; small models want ``init_std: null``).
         lr, weight_decay, betas: AdamW (no decay on biases, norms and position embeddings).
         warmup_steps, min_lr_ratio: linear warm-up then cosine decay to ``lr * min_lr_ratio``.
         normalization: how the data module normalised motion ("official" / "unit" / "pixels"),
@@ -61,6 +61,7 @@ class MotionVQVAE(pl.LightningModule):
         restart_buffer: int = 4096,
         quantizer_warmup_steps: int = 0,
         init_std: float | None = 0.02,
+        input_scale: float = 1.0,
         lr: float = 1e-4,
         weight_decay: float = 0.05,
         betas: Sequence[float] = (0.9, 0.99),
@@ -78,7 +79,7 @@ class MotionVQVAE(pl.LightningModule):
             num_frames=num_frames, field_size=tuple(field_size), mlp_ratio=mlp_ratio, codebook_size=codebook_size,
             codebook_dim=codebook_dim, decay=decay, commitment_weight=commitment_weight, kmeans_init=kmeans_init,
             dead_code_steps=dead_code_steps, restart_buffer=restart_buffer, quantizer_warmup_steps=quantizer_warmup_steps,
-            init_std=init_std,
+            init_std=init_std, input_scale=input_scale,
         )
         if init_weights:
             state = strip_prefix(read_state_dict(init_weights, "motion tokenizer weights"), "encoder.in_proj.weight")

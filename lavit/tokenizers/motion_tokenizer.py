@@ -149,6 +149,9 @@ class MotionTokenizer(nn.Module):
         quantizer_warmup_steps: NormEMAQuantizer ``warmup_steps`` (autoencoder phase before quantising).
         init_std: weight initialisation (0.02, official) or None for PyTorch's fan-in defaults
             (see ``init_weights``).
+        input_scale: motion is multiplied by this before the encoder and the decoder's output divided
+            by it, so inputs and reconstructions stay in the caller's units (1.0 for the official
+            weights). Like a VAE's scaling factor it is part of a trained tokenizer's config.
     """
 
     def __init__(
@@ -171,8 +174,12 @@ class MotionTokenizer(nn.Module):
         quantizer_warmup_steps: int = 0,
         eps: float = 1e-5,
         init_std: float | None = 0.02,
+        input_scale: float = 1.0,
     ):
         super().__init__()
+        if not input_scale > 0:
+            raise ValueError(f"input_scale must be positive, got {input_scale}")
+        self.input_scale = float(input_scale)
         if len(stage_depths) != len(strides):
             raise ValueError(f"stage_depths {tuple(stage_depths)} and strides {tuple(strides)} need one entry per stage")
         self.input_shape = (in_channels, num_frames, *field_size)
@@ -206,14 +213,15 @@ class MotionTokenizer(nn.Module):
     def encode(self, motion: torch.Tensor) -> QuantizerOutput:
         """(B, 2, T, H, W) -> quantiser output with quantized (B, t, h, w, code_dim), indices (B, t, h, w)."""
         self.check_motion(motion)
-        features = self.encoder(motion)
+        features = self.encoder(motion * self.input_scale if self.input_scale != 1.0 else motion)
         with torch.autocast(device_type=motion.device.type, enabled=False):
             z = self.encode_task_layer(features.float())
         return self.quantize(z)
 
     def decode(self, quantized: torch.Tensor) -> torch.Tensor:
         """(B, t, h, w, code_dim) -> (B, 2, T, H, W) motion, before any resize or scaling."""
-        return self.decode_task_layer(self.decoder(quantized)).permute(0, 4, 1, 2, 3)
+        motion = self.decode_task_layer(self.decoder(quantized)).permute(0, 4, 1, 2, 3)
+        return motion / self.input_scale if self.input_scale != 1.0 else motion
 
     def forward(self, motion: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
         """Training forward: (reconstruction (B, 2, T, H, W), quantiser output)."""

@@ -163,3 +163,18 @@ def test_loader_never_warms_up(tmp_path):
     x = torch.randn(1, 2, 24, 20, 36)
     q = loaded.encode(x)
     torch.testing.assert_close(q.quantized, loaded.quantize.codebook[q.indices])
+
+
+def test_input_scale_is_a_change_of_units():
+    """With input_scale s the tokenizer sees s * motion and answers in the caller's units."""
+    torch.manual_seed(0)
+    plain = MotionTokenizer(dim=32, num_heads=2, stage_depths=(1, 1, 1, 1), codebook_size=64, codebook_dim=8).eval()
+    scaled = MotionTokenizer(dim=32, num_heads=2, stage_depths=(1, 1, 1, 1), codebook_size=64, codebook_dim=8, input_scale=0.25).eval()
+    scaled.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 2, 24, 20, 36)
+    assert torch.equal(scaled.tokenize(x), plain.tokenize(0.25 * x))
+    torch.testing.assert_close(scaled.reconstruct(x), plain.reconstruct(0.25 * x) / 0.25)
+    tokens = scaled.tokenize(x)
+    torch.testing.assert_close(scaled.detokenize(tokens), plain.detokenize(tokens) * 4)
+    with pytest.raises(ValueError, match="input_scale"):
+        MotionTokenizer(dim=32, num_heads=2, stage_depths=(1, 1, 1, 1), input_scale=0.0)
