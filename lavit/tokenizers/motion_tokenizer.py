@@ -213,15 +213,14 @@ class MotionTokenizer(nn.Module):
     def encode(self, motion: torch.Tensor) -> QuantizerOutput:
         """(B, 2, T, H, W) -> quantiser output with quantized (B, t, h, w, code_dim), indices (B, t, h, w)."""
         self.check_motion(motion)
-        features = self.encoder(motion * self.input_scale if self.input_scale != 1.0 else motion)
+        features = self.encoder(motion * self.input_scale)
         with torch.autocast(device_type=motion.device.type, enabled=False):
             z = self.encode_task_layer(features.float())
         return self.quantize(z)
 
     def decode(self, quantized: torch.Tensor) -> torch.Tensor:
         """(B, t, h, w, code_dim) -> (B, 2, T, H, W) motion, before any resize or scaling."""
-        motion = self.decode_task_layer(self.decoder(quantized)).permute(0, 4, 1, 2, 3)
-        return motion / self.input_scale if self.input_scale != 1.0 else motion
+        return self.decode_task_layer(self.decoder(quantized)).permute(0, 4, 1, 2, 3) / self.input_scale
 
     def forward(self, motion: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
         """Training forward: (reconstruction (B, 2, T, H, W), quantiser output)."""

@@ -82,6 +82,16 @@ def i3d_file(i3d: InceptionI3d, tmp_path_factory: pytest.TempPathFactory) -> Ite
 # ----------------------------------------------------------------------------- I3D
 
 
+
+def _assert_same_logits(original: torch.nn.Module, loaded: torch.nn.Module, x: torch.Tensor, num_classes: int) -> None:
+    """A network reloaded from its saved file gives bit-identical, non-constant logits (1, num_classes)."""
+    with torch.no_grad():
+        expected = original(x)
+        actual = loaded(x)
+    assert expected.shape == actual.shape == (1, num_classes)
+    assert expected.std() > 0
+    assert torch.equal(actual, expected)
+
 def test_i3d_state_dict_round_trip_gives_identical_logits(
     i3d: InceptionI3d, i3d_video: torch.Tensor, i3d_file: Path
 ) -> None:
@@ -89,12 +99,7 @@ def test_i3d_state_dict_round_trip_gives_identical_logits(
     assert isinstance(loaded, InceptionI3d)
     assert not loaded.training
     assert not any(p.requires_grad for p in loaded.parameters())
-    with torch.no_grad():
-        expected = i3d(i3d_video)
-        actual = loaded(i3d_video)
-    assert expected.shape == actual.shape == (1, 400)
-    assert expected.std() > 0
-    assert torch.equal(actual, expected)
+    _assert_same_logits(i3d, loaded, i3d_video, num_classes=400)
 
 
 def test_i3d_time_average_of_per_step_logits(i3d: InceptionI3d) -> None:
@@ -430,12 +435,7 @@ def test_c3d_state_dict_round_trip_gives_identical_logits(c3d: C3D, c3d_file: Pa
     assert x.shape == (1, 3, 16, 112, 112)
     loaded = load_c3d(c3d_file)
     assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
-    with torch.no_grad():
-        expected = c3d(x)
-        actual = loaded(x)
-    assert expected.shape == actual.shape == (1, 101)
-    assert expected.std() > 0
-    assert torch.equal(actual, expected)
+    _assert_same_logits(c3d, loaded, x, num_classes=101)
 
 
 def test_c3d_parameter_names_and_shapes(c3d: C3D) -> None:
