@@ -443,8 +443,8 @@ def loading_table(repeats: int, stat: str) -> None:
 
     import av
 
-    from datamodules.synthetic import random_scene, write_video
-    from datamodules.video_folder import read_frames
+    from lavit.video.synthetic import random_scene, write_video
+    from lavit.video.frames import read_frames
 
     with tempfile.TemporaryDirectory() as tmp:
         scene, _ = random_scene(np.random.default_rng(0))

@@ -166,10 +166,10 @@ def ffmpeg_transcode(src: Path, out: Path) -> None:
 def synthetic_video(path: Path, width: int, height: int, fps: int, duration: float) -> Path:
     """A 30 fps H.264 clip: camera pan over a texture plus a moving textured block.
 
-    The textures come from ``datamodules.synthetic.Texture``; frames are integer-offset crops of one
+    The textures come from ``lavit.video.synthetic.Texture``; frames are integer-offset crops of one
     pre-rendered panorama (rendering every frame analytically would dominate the benchmark's time).
     """
-    from datamodules.synthetic import Texture
+    from lavit.video.synthetic import Texture
 
     n = int(round(fps * duration))
     pan = (3, 1)  # px per frame: 90 / 30 px/s

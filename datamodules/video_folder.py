@@ -16,16 +16,14 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-import av
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from datamodules.manifest import VideoRecord, read_manifest
 from datamodules.skipped import SkippedVideos
 from lavit.pipelines.extract import find_videos
 from lavit.video.errors import VideoDecodeError
-from lavit.video.transcode import open_video
+from lavit.video.frames import read_frames
 
 MANIFEST_SUFFIXES = {".csv", ".tsv", ".jsonl"}
 
@@ -45,40 +43,6 @@ def read_video_set(source: str | os.PathLike, captions: str | os.PathLike | None
     if not records:
         raise ValueError(f"no videos found in {str(path)!r}")
     return records
-
-
-def read_frames(path: str | os.PathLike, num_frames: int, where: str = "first", size: int | None = 224) -> torch.Tensor:
-    """Decode ``num_frames`` consecutive frames at the native frame rate: (T, 3, S, S) uint8.
-
-    Args:
-        where: ``"first"`` frames or the ``"center"`` of the video.
-        size: square side after resizing (bilinear, antialiased); None keeps the decoded size.
-
-    Raises:
-        VideoDecodeError: unreadable input, or fewer than ``num_frames`` frames.
-    """
-    container, stream = open_video(path)
-    frames = []
-    try:
-        total = stream.frames or 0
-        skip = max(total - num_frames, 0) // 2 if where == "center" else 0
-        for i, frame in enumerate(container.decode(stream)):
-            if i < skip:
-                continue
-            frames.append(torch.from_numpy(frame.to_ndarray(format="rgb24")))
-            if len(frames) == num_frames:
-                break
-    except av.error.FFmpegError as err:
-        raise VideoDecodeError(str(path), f"decoding failed after {len(frames)} frames ({err})") from err
-    finally:
-        container.close()
-    if len(frames) < num_frames:
-        raise VideoDecodeError(str(path), f"has {len(frames) + skip} frames; {num_frames} are needed")
-    video = torch.stack(frames).permute(0, 3, 1, 2)
-    if size is not None and tuple(video.shape[-2:]) != (size, size):
-        video = F.interpolate(video.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        video = video.round().clamp(0, 255).to(torch.uint8)
-    return video
 
 
 class VideoSetDataset(Dataset):

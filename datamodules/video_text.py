@@ -8,7 +8,8 @@ from typing import Literal
 from torch.utils.data import DataLoader
 
 from datamodules.clip_dataset import EpochSampler, VideoClipDataset, collate_clips
-from datamodules.demo_data import make_demo_dataset
+from lavit.video.defaults import CLIP_LEN, DEFAULT_FPS, DEFAULT_MAX_CLIPS, DEFAULT_MIN_FRAMES, FIELD_SIZE
+from lavit.video.demo_data import make_demo_dataset
 from datamodules.manifest import VideoRecord, read_manifest
 from datamodules.skipped import SkippedVideos
 
@@ -45,13 +46,13 @@ class VideoTextDataModule(SkippedVideos):
         num_workers: int = 0,
         clips_per_video: int | None = 1,
         seed: int = 0,
-        fps: float = 6.0,
-        max_clips: int | None = 8,
+        fps: float = DEFAULT_FPS,
+        max_clips: int | None = DEFAULT_MAX_CLIPS,
         sampling: Literal["official", "dense"] = "official",
         normalization: Literal["official", "unit", "pixels"] = "official",
-        clip_len: int = 24,
-        field_size: tuple[int, int] = (20, 36),
-        min_frames: int = 12,
+        clip_len: int = CLIP_LEN,
+        field_size: tuple[int, int] = FIELD_SIZE,
+        min_frames: int = DEFAULT_MIN_FRAMES,
         keyframe_size: int = 224,
         cache_clips: bool = False,
         demo_root: str = "outputs/demo_data",

@@ -1,10 +1,6 @@
-"""Console scripts.
-
-``lightning`` is a LightningCLI (``fit``, ``validate``, ``test``, ``predict``) in subclass mode: any
-LightningModule / LightningDataModule is named in YAML by ``class_path`` / ``init_args``, and configs
-are parsed by OmegaConf, so they may interpolate (``${model.init_args.dim}``).
-
-``lavit`` is the same CLI plus the pipeline subcommands (``extract``, ``demo-data``).
+"""The pipeline commands of the ``lavit`` console script (``extract``, ``tokenize``, ``reconstruct-motion``,
+``demo-data``), in plain Python: no Lightning import. The training subcommands (``fit``, ``validate``, ...)
+and the ``lightning`` console script live in ``lightning_modules.cli``.
 """
 
 from __future__ import annotations
@@ -13,49 +9,22 @@ import argparse
 import sys
 from pathlib import Path
 
+from lavit.video.defaults import DEFAULT_FPS, DEFAULT_MAX_CLIPS, DEFAULT_MIN_FRAMES
+
 PIPELINE_COMMANDS = ("extract", "tokenize", "reconstruct-motion", "demo-data")
 
 
-def _register_components() -> None:
-    # Importing the packages makes their classes resolvable by short name in class_path.
-    import datamodules  # noqa: F401
-    import lightning_modules  # noqa: F401
-    import metrics  # noqa: F401
+def pipeline_main(argv: list[str]) -> int:
+    """Run one pipeline subcommand (``argv[0]`` in ``PIPELINE_COMMANDS``); usage errors print one line."""
+    try:
+        return _pipeline(argv)
+    except (FileNotFoundError, ValueError) as err:  # missing weights, mismatched checkpoints: no traceback
+        print(f"lavit {argv[0]}: error: {err}", file=sys.stderr)
+        return 2
 
 
-def lightning_cli(args: list[str] | None = None, run: bool = True):
-    """The LightningCLI shared by ``lightning`` and ``lavit`` (returns the LightningCLI object)."""
-    from lightning.pytorch.cli import LightningCLI
-
-    _register_components()
-    return LightningCLI(
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        parser_kwargs={"parser_mode": "omegaconf"},
-        save_config_kwargs={"overwrite": True},
-        args=args,
-        run=run,
-    )
-
-
-def lightning_main(args: list[str] | None = None) -> None:
-    """Console script ``lightning``."""
-    lightning_cli(args)
-
-
-def lavit_main(args: list[str] | None = None) -> int | None:
-    argv = sys.argv[1:] if args is None else list(args)
-    if argv and argv[0] in PIPELINE_COMMANDS:
-        try:
-            return _pipeline(argv)
-        except (FileNotFoundError, ValueError) as err:  # missing weights, mismatched checkpoints: no traceback
-            print(f"lavit {argv[0]}: error: {err}", file=sys.stderr)
-            return 2
-    if not argv or argv[0] in ("-h", "--help"):
-        print(_pipeline_parser().format_help())
-        print("Training and evaluation (LightningCLI): lavit {fit,validate,test,predict} -c CONFIG.yaml [--help]\n")
-    lightning_cli(argv)
-    return None
+def print_pipeline_help() -> None:
+    print(_pipeline_parser().format_help())
 
 
 def _pipeline_parser() -> argparse.ArgumentParser:
@@ -88,11 +57,11 @@ def _add_clip_options(p: argparse.ArgumentParser, checkpoint: bool = False) -> N
         p.add_argument("--checkpoint", type=Path, required=True, help="motion_tokenizer.bin, .safetensors or a MotionVQVAE .ckpt")
         p.add_argument("--num-heads", type=int, default=None, help="attention heads, when the file does not say (default dim / 64)")
         p.add_argument("--device", default="cpu")
-    p.add_argument("--fps", type=float, default=6.0)
-    p.add_argument("--max-clips", type=int, default=8, help="clips per video (0 = all)")
+    p.add_argument("--fps", type=float, default=DEFAULT_FPS)
+    p.add_argument("--max-clips", type=int, default=DEFAULT_MAX_CLIPS, help="clips per video (0 = all)")
     p.add_argument("--sampling", choices=["official", "dense"], default="official")
     p.add_argument("--normalization", choices=["official", "unit", "pixels"], default="official")
-    p.add_argument("--min-frames", type=int, default=12, help="shorter videos (after resampling) are skipped")
+    p.add_argument("--min-frames", type=int, default=DEFAULT_MIN_FRAMES, help="shorter videos (after resampling) are skipped")
 
 
 def _clip_options(ns: argparse.Namespace) -> dict:
@@ -121,7 +90,7 @@ def _pipeline(argv: list[str]) -> int:
         report = run(ns.videos, ns.checkpoint, target, device=ns.device, tokenizer_config=config, **_clip_options(ns))
         return _finish(report, f"wrote to {target}")
     if ns.command == "demo-data":
-        from datamodules.demo_data import make_demo_dataset
+        from lavit.video.demo_data import make_demo_dataset
 
         manifest = make_demo_dataset(ns.output_dir, num_videos=ns.num_videos, seed=ns.seed, duration=ns.duration)
         print(f"demo dataset: {manifest}")
@@ -130,4 +99,4 @@ def _pipeline(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(lavit_main())
+    sys.exit(pipeline_main(sys.argv[1:]))

@@ -9,20 +9,20 @@ from typing import Literal
 import numpy as np
 import torch
 
-from lavit.video.errors import VideoDecodeError
-from lavit.video.fields import FIELD_SIZE, Normalization, fill_intra_frames, normalize_motion, resize_motion
-from lavit.video.motion_vectors import CompressedVideo, read_motion
-from lavit.video.transcode import (
+from lavit.video.defaults import (
+    CLIP_LEN,
     DEFAULT_BIT_RATE,
     DEFAULT_FPS,
     DEFAULT_GOP_SIZE,
-    VideoSource,
-    source_name,
-    transcode_to_mpeg4,
-    transcoded_tempfile,
+    DEFAULT_MAX_CLIPS,
+    DEFAULT_MIN_FRAMES,
+    FIELD_SIZE,
 )
+from lavit.video.errors import VideoDecodeError
+from lavit.video.fields import Normalization, fill_intra_frames, normalize_motion, resize_motion
+from lavit.video.motion_vectors import CompressedVideo, read_motion
+from lavit.video.transcode import VideoSource, source_name, transcode_to_mpeg4, transcoded_tempfile
 
-CLIP_LEN = 24
 Sampling = Literal["official", "dense"]
 
 
@@ -59,7 +59,7 @@ def clip_starts(
     clip_len: int = CLIP_LEN,
     gop_size: int = DEFAULT_GOP_SIZE,
     sampling: Sampling = "official",
-    max_clips: int | None = 8,
+    max_clips: int | None = DEFAULT_MAX_CLIPS,
 ) -> list[int]:
     """Frame indices where clips start; every start is an I-frame.
 
@@ -107,8 +107,8 @@ def extract_clips(
     field_size: tuple[int, int] = FIELD_SIZE,
     normalization: Normalization = "official",
     sampling: Sampling = "official",
-    max_clips: int | None = 8,
-    min_frames: int = DEFAULT_GOP_SIZE,
+    max_clips: int | None = DEFAULT_MAX_CLIPS,
+    min_frames: int = DEFAULT_MIN_FRAMES,
     in_memory: bool = True,
     transcode: bool = True,
 ) -> VideoClips:

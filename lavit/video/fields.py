@@ -8,12 +8,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lavit.video.defaults import FIELD_SIZE
+
 # Dataset std of the (w, h)-normalised vectors used by the official release (SPEC section 1).
 OFFICIAL_MOTION_STD = (0.0993703, 0.1130276)
 # The official LM / tokenizer path feeds values 10x larger than the std-normalised ones; the
 # tokenizer's decoded motion is divided by this again before it conditions the video detokenizer.
 OFFICIAL_TOKENIZER_SCALE = 10.0
-FIELD_SIZE = (20, 36)
 
 Normalization = Literal["official", "unit", "pixels"]
 

@@ -18,13 +18,11 @@ from typing import BinaryIO, Union
 
 import av
 
+from lavit.video.defaults import DEFAULT_BIT_RATE, DEFAULT_FPS, DEFAULT_GOP_SIZE
 from lavit.video.errors import VideoDecodeError
 
 VideoSource = Union[str, os.PathLike, bytes, BinaryIO]
 
-DEFAULT_FPS = 6.0
-DEFAULT_GOP_SIZE = 12
-DEFAULT_BIT_RATE = 8_000_000
 
 
 def source_name(source: VideoSource) -> str:

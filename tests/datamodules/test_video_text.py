@@ -6,7 +6,8 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from datamodules import VideoTextDataModule, make_demo_dataset
+from datamodules import VideoTextDataModule
+from lavit.video.demo_data import make_demo_dataset
 from tests.video.bad_inputs import write_bad_inputs
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lavit.cli import lightning_cli
+from lightning_modules.cli import lightning_cli
 from tests.lightning_modules.callbacks import RecordLosses
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,7 +17,7 @@ TINY = ROOT / "configs" / "motion_vqvae" / "tiny.yaml"
 
 @pytest.fixture(scope="module")
 def demo_root(tmp_path_factory):
-    from datamodules import make_demo_dataset
+    from lavit.video.demo_data import make_demo_dataset
 
     root = tmp_path_factory.mktemp("demo")
     make_demo_dataset(root, num_videos=4, progress=False)  # the data module's defaults: 8 s at 12 fps, 320x192
@@ -90,7 +90,7 @@ def test_paper_config_parses(tmp_path):
 
 @pytest.fixture(scope="module")
 def usage_root(tmp_path_factory):
-    from datamodules import make_demo_dataset
+    from lavit.video.demo_data import make_demo_dataset
 
     root = tmp_path_factory.mktemp("demo_usage")
     make_demo_dataset(root, num_videos=24, progress=False)  # the data module's defaults: 8 s at 12 fps, 320x192

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.synthetic import random_scene, write_video
-from datamodules.video_folder import ShardSampler, VideoFolderDataModule, read_frames
+from lavit.video.synthetic import random_scene, write_video
+from datamodules.video_folder import ShardSampler, VideoFolderDataModule
+from lavit.video.frames import read_frames
 from lavit.video.errors import VideoDecodeError
 from metrics.networks import InceptionI3d
 from tests.random_weights import calibrate_batchnorm

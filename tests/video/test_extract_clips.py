@@ -58,7 +58,7 @@ def test_bad_inputs_raise_video_decode_error(tmp_path, real_clip, kind):
 def test_missing_and_too_short(tmp_path):
     with pytest.raises(VideoDecodeError, match="file not found"):
         extract_clips(tmp_path / "nope.mp4")
-    from datamodules.synthetic import Scene, Texture, write_video
+    from lavit.video.synthetic import Scene, Texture, write_video
 
     write_video(Scene(64, 64, (6.0, 0.0), Texture(3)), tmp_path / "short.mp4", fps=6, duration=1)
     with pytest.raises(VideoDecodeError, match="too short: 6 frames"):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from datamodules.synthetic import MovingObject, Scene, Texture, write_video
+from lavit.video.synthetic import MovingObject, Scene, Texture, write_video
 from lavit.video import clip_motion, extract_clips, read_motion, transcode_to_mpeg4
 
 FPS = 6

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from datamodules.synthetic import random_scene, write_video
+from lavit.video.synthetic import random_scene, write_video
 
 MANIFEST = "manifest.csv"
 
