@@ -41,8 +41,10 @@ class CLIPSIM(Metric):
         self.add_state("count", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, videos: torch.Tensor, captions: Sequence[str]) -> None:
-        check_video(videos, 1, "videos")
         captions = [captions] if isinstance(captions, str) else list(captions)
+        if isinstance(videos, torch.Tensor) and videos.ndim == 5 and videos.shape[0] == 0 and not captions:
+            return  # an empty batch (every video of it unreadable) adds nothing, as for FVD and FID
+        check_video(videos, 1, "videos")
         if len(captions) != videos.shape[0]:
             raise ValueError(f"got {len(captions)} captions for {videos.shape[0]} videos")
         b, t = videos.shape[:2]

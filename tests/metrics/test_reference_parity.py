@@ -98,6 +98,22 @@ def test_clipsim_equals_direct_open_clip(clip_weights):
     assert ours == pytest.approx(float(np.mean(per_video)), abs=1e-6)
 
 
+def test_empty_updates_are_no_ops(clip_weights):
+    """An empty batch (what the evaluation loader gives when every video of a batch is bad) changes nothing."""
+    videos = torch.stack([_images(s, 3, (40, 56)) for s in (5, 6)])
+    captions = ["a red car drives left", "a dog runs on the beach"]
+    clip = ClipModel("ViT-B-32", str(clip_weights))
+    plain, padded = CLIPSIM(model=clip), CLIPSIM(model=clip)
+    plain.update(videos, captions)
+    padded.update(torch.empty(0, 0, 3, 0, 0, dtype=torch.uint8), [])  # the evaluation collate's empty batch
+    padded.update(videos, captions)
+    padded.update(videos[:0], [])
+    assert padded.compute().item() == plain.compute().item()
+    assert int(padded.count) == 2
+    with pytest.raises(ValueError, match="0 videos"):
+        padded.update(videos[:0], ["a caption without a video"])
+
+
 def test_missing_weights_name_the_file_and_where_to_get_it(monkeypatch, tmp_path):
     from metrics import FVD, FID
 
