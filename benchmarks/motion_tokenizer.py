@@ -45,19 +45,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import math
-import statistics
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-import torch
-import torch.nn.functional as F
+from harness import SLOW_CALL_S, autocast, machine_line, measure, print_table, ratio
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # when run from a checkout without an install
-    sys.path.insert(0, str(REPO))
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 from lavit.modules.spatiotemporal import Attention  # noqa: E402
 from lavit.tokenizers.motion_tokenizer import MotionTokenizer  # noqa: E402
@@ -104,37 +99,6 @@ def attention_variant(name: str):
 VARIANTS = ("sdpa", "naive")
 
 
-# --------------------------------------------------------------------------------------- timing
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def measure(fn, repeats: int, stat: str, device: torch.device, *, warmup: bool = True, min_time: float = 0.25) -> float:
-    """(Optionally) warm up once, then time ``fn`` ``repeats`` times; best or median seconds per call.
-
-    A call faster than ``min_time`` (judged on the warm-up, or on a first untimed call when the
-    caller already warmed up) is looped within each timed run so that timer noise stays small.
-    """
-    start = time.perf_counter()
-    fn()
-    sync(device)
-    first = time.perf_counter() - start
-    loops = max(1, math.ceil(min_time / max(first, 1e-6)))
-    times = []
-    if not warmup:  # the call above was already a timed candidate (a cold first call is never faster)
-        times.append(first)
-    for _ in range(repeats - len(times)):
-        start = time.perf_counter()
-        for _ in range(loops):
-            fn()
-        sync(device)
-        times.append((time.perf_counter() - start) / loops)
-    return min(times) if stat == "best" else statistics.median(times)
-
-
 @dataclass
 class Row:
     group: str
@@ -163,16 +127,6 @@ def peak_memory(device: torch.device, row: Row):
             row.peak_gib = torch.cuda.max_memory_allocated(device) / 2**30
 
 
-def autocast(device: torch.device, bf16: bool):
-    if not bf16:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
-# --------------------------------------------------------------------------------------- checks
-
-
-@torch.inference_mode()
 def check_equivalence(model: MotionTokenizer, x: torch.Tensor, atol: float) -> str:
     """Eval-mode encode + decode with both variants; assert equal tokens and close reconstructions."""
     out = {}
@@ -204,7 +158,7 @@ def forward_rows(model: MotionTokenizer, x: torch.Tensor, args, bf16: bool) -> l
 
         with attention_variant(name), peak_memory(device, row):
             # fp32 was warmed up by the equivalence check; bf16 needs its own warm-up.
-            row.seconds = measure(call, args.repeats, args.stat, device, warmup=bf16 or device.type == "cuda")
+            row.seconds, _ = measure(call, args.repeats, args.stat, device, slow=SLOW_CALL_S if bf16 or device.type == "cuda" else 0.0)
         rows.append(row)
     return rows
 
@@ -228,7 +182,7 @@ def train_rows(base: MotionTokenizer, x: torch.Tensor, args, bf16: bool) -> list
                 opt.zero_grad(set_to_none=True)
                 return loss.detach()
 
-            row.seconds = measure(step, args.repeats, args.stat, device)
+            row.seconds, _ = measure(step, args.repeats, args.stat, device)
             del model, opt, step
         rows.append(row)
     return rows
@@ -237,20 +191,18 @@ def train_rows(base: MotionTokenizer, x: torch.Tensor, args, bf16: bool) -> list
 # --------------------------------------------------------------------------------------- output
 
 
-def print_table(rows: list[Row], show_memory: bool) -> None:
-    header = (f"{'group':<9}{'variant':<8}{'device':<8}{'dtype':<12}{'batch':>6}{'s/batch':>11}{'clips/s':>11}{'vs naive':>10}"
-              + (f"{'peak GiB':>10}" if show_memory else "") + "  note")
-    print(header)
-    print("-" * len(header))
+def print_rows(rows: list[Row], show_memory: bool) -> None:
     naive = {(r.group, r.dtype): r.clips_per_s for r in rows if r.variant == "naive"}
+    headers = ["group", "variant", "device", "dtype", "batch", "s/batch", "clips/s", "vs naive"] + (["peak GiB"] if show_memory else []) + ["note"]
+    table = []
     for r in rows:
-        mem = (f"{r.peak_gib:>10.2f}" if r.peak_gib is not None else f"{'-':>10}") if show_memory else ""
-        if r.seconds is None:
-            print(f"{r.group:<9}{r.variant:<8}{r.device:<8}{r.dtype:<12}{r.batch:>6}{'-':>11}{'-':>11}{'-':>10}{mem}  {r.note}")
-            continue
-        base = naive.get((r.group, r.dtype))
-        ratio = f"{r.clips_per_s / base:>9.2f}x" if base else f"{'-':>10}"
-        print(f"{r.group:<9}{r.variant:<8}{r.device:<8}{r.dtype:<12}{r.batch:>6}{r.seconds:>11.4f}{r.clips_per_s:>11.3g}{ratio}{mem}  {r.note}")
+        timed = r.seconds is not None
+        cells = [r.group, r.variant, r.device, r.dtype, r.batch, f"{r.seconds:.4f}" if timed else "-",
+                 f"{r.clips_per_s:.3g}" if timed else "-", ratio(r.clips_per_s, naive.get((r.group, r.dtype))) if timed else "-"]
+        if show_memory:
+            cells.append(f"{r.peak_gib:.2f}" if r.peak_gib is not None else "-")
+        table.append(cells + [r.note])
+    print_table(headers, table)
 
 
 # ----------------------------------------------------------------------------------------- main
@@ -286,8 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     generator = torch.Generator().manual_seed(args.seed)
     x = torch.randn(args.batch, *CLIP_SHAPE, generator=generator).to(device)
 
-    where = torch.cuda.get_device_name(device) if on_cuda else f"CPU, {torch.get_num_threads()} threads"
-    print(f"PyTorch {torch.__version__}, {where}; config {args.config} ({n_params:,} parameters, built in {build_s:.1f} s); "
+    print(machine_line())
+    print(f"device {device}; config {args.config} ({n_params:,} parameters, built in {build_s:.1f} s); "
           f"input {tuple(x.shape)}; {args.repeats} repeats, reporting the {args.stat} run")
 
     start = time.perf_counter()
@@ -302,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         rows += train_rows(model, x, args, bf16=False)
 
     print()
-    print_table(rows, show_memory=on_cuda)
+    print_rows(rows, show_memory=on_cuda)
     if not on_cuda:
         reason = "no CUDA device" if not torch.cuda.is_available() else f"--device {args.device}"
         print(f"\nbf16 training step: skipped ({reason})")

@@ -2,10 +2,10 @@
 
 Run (from the repository root, in the project's virtualenv)::
 
-    python benchmarks/metrics.py                     # ~1-3 min on 2 CPU cores; adds CUDA rows when available
-    python benchmarks/metrics.py --quick             # ~20 s smoke run
-    python benchmarks/metrics.py --extractors i3d,fvd --dims 2048 --repeats 10 --stat median
-    python benchmarks/metrics.py --cpu-bf16          # also time bf16 autocast on the CPU
+    python benchmarks/evaluation_metrics.py                     # ~1-3 min on 2 CPU cores; adds CUDA rows when available
+    python benchmarks/evaluation_metrics.py --quick             # ~20 s smoke run
+    python benchmarks/evaluation_metrics.py --extractors i3d,fvd --dims 2048 --repeats 10 --stat median
+    python benchmarks/evaluation_metrics.py --cpu-bf16          # also time bf16 autocast on the CPU
 
 ALL NETWORKS ARE RANDOMLY INITIALISED: no weight file is loaded (none exists in this checkout), so
 the features are meaningless; only the cost is measured, which does not depend on the weights. Every
@@ -56,12 +56,9 @@ Defaults: CPU batch 2 clips / 4 images, 5 repeats; CUDA batch 16 clips / 64 imag
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
-import logging
 import math
 import os
-import statistics
 import sys
 import time
 import warnings
@@ -70,130 +67,16 @@ from pathlib import Path
 from typing import Any, Callable
 from unittest import mock
 
-# OpenMP threads that spin while waiting make MKL / oneDNN pathologically slow when other processes
-# share the CPUs (measured here: torch.linalg.eigh of a 512x512 covariance 7 s instead of 0.04 s);
-# passive waiting costs little on an idle machine. Must be set before torch is imported.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from harness import autocast, cpu_threads, load_average, measure, openblas_libraries, print_table, quiet_logging, ratio, version  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-# This file is itself named "metrics": drop its own folder from the path (python puts it first when the
-# script is run) so that ``import metrics`` finds the package, and put the checkout first.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or os.getcwd()).resolve() != _HERE]
-if str(REPO) in sys.path:
-    sys.path.remove(str(REPO))
-sys.path.insert(0, str(REPO))
-
 from metrics.frechet import frechet_distance, gaussian_statistics  # noqa: E402
 
 CLIP_FRAMES = 16
 FVD_VIDEO_SIZE = 128
-SLOW_CALL_S = 2.0  # calls slower than this are not warmed up
-
-
-# --------------------------------------------------------------------------------------- timing
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def measure(fn: Callable[[], Any], repeats: int, stat: str, device: torch.device = torch.device("cpu"), *,
-            min_time: float = 0.25, slow: float = SLOW_CALL_S) -> tuple[float, Any]:
-    """Warm up once, then time ``repeats`` runs; (best or median seconds per call, last result).
-
-    Each timed run calls ``fn`` until ``min_time`` has passed (at least once) and takes the mean per
-    call, so that timer noise stays small for fast calls and a run never lasts much longer than one
-    call or ``min_time`` (a fixed loop count judged on the warm-up overruns when the CPUs are shared).
-    A call slower than ``slow`` is not warmed up: the first call counts as one of the timed runs.
-    """
-    start = time.perf_counter()
-    result = fn()
-    sync(device)
-    first = time.perf_counter() - start
-    times = [first] if first >= slow else []
-    for _ in range(repeats - len(times)):
-        calls = 0
-        start = time.perf_counter()
-        while True:
-            result = fn()
-            calls += 1
-            if time.perf_counter() - start >= min_time:
-                break
-        sync(device)
-        times.append((time.perf_counter() - start) / calls)
-    return (min(times) if stat == "best" else statistics.median(times)), result
-
-
-def autocast(device: torch.device, bf16: bool):
-    if not bf16:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
-@contextlib.contextmanager
-def quiet_logging(level: int = logging.ERROR):
-    """Silence library log records below ``level`` (open_clip warns that no pretrained weights were loaded)."""
-    root = logging.getLogger()
-    previous = root.level
-    root.setLevel(level)
-    try:
-        yield
-    finally:
-        root.setLevel(previous)
-
-
-def openblas_libraries() -> list[tuple[str, Callable[[], int], Callable[[int], None]]]:
-    """(file name, get_num_threads, set_num_threads) of every OpenBLAS loaded in this process (numpy and
-    scipy each ship their own), found as threadpoolctl does; empty where /proc/self/maps is missing."""
-    import ctypes
-
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = sorted({line.split()[-1] for line in maps if "openblas" in os.path.basename(line.split()[-1]).lower()})
-    except OSError:
-        return []
-    found = []
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path, mode=os.RTLD_NOLOAD)
-        except OSError:
-            continue
-        for prefix in ("openblas", "scipy_openblas"):
-            for suffix in ("", "64_"):
-                get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-                put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-                if get is not None and put is not None:
-                    found.append((os.path.basename(path), get, put))
-                    break
-            else:
-                continue
-            break
-    return found
-
-
-@contextlib.contextmanager
-def cpu_threads(n: int):
-    """Within the block, torch and every loaded OpenBLAS use ``n`` threads (0: leave them as they are)."""
-    if n <= 0:
-        yield
-        return
-    torch_before = torch.get_num_threads()
-    blas_before = [(get(), put) for _, get, put in openblas_libraries()]
-    torch.set_num_threads(n)
-    for _, put in blas_before:
-        put(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(torch_before)
-        for before, put in blas_before:
-            put(before)
 
 
 # ----------------------------------------------------------------------------------- extractors
@@ -340,22 +223,17 @@ def extractor_rows(ext: Extractor, settings: list[tuple[torch.device, bool, int,
 
 def print_extractor_table(rows: list[Row]) -> None:
     by_key = {r.key: r for r in rows}
-    header = (f"{'extractor':<25}{'input':<25}{'Mparams':>8}  {'device':<7}{'dtype':<11}{'batch':>6}{'s/batch':>10}"
-              f"{'items/s':>10}  {'unit':<7}{'vs base':>8}  {'baseline':<29}note")
-    print(header)
-    print("-" * len(header))
+    table = []
     for r in rows:
-        lead = f"{r.ext.label:<25}{r.ext.shape:<25}{r.params / 1e6:>8.1f}  {r.device:<7}{r.dtype:<11}{r.batch:>6}"
+        lead = [r.ext.label, r.ext.shape, f"{r.params / 1e6:.1f}", r.device, r.dtype, r.batch]
         if r.seconds is None:
-            print(f"{lead}{'-':>10}{'-':>10}  {r.ext.unit:<7}{'-':>8}  {'-':<29}{r.note}")
+            table.append(lead + ["-", "-", r.ext.unit, "-", "-", r.note])
             continue
         base = next((by_key[k] for k in r.base_keys if k in by_key and by_key[k].per_s), None)
-        if base is not None:
-            ratio = f"{r.per_s / base.per_s:>7.2f}x"
-            base_name = f"{base.ext.label.split(' (')[0]} {base.device} {base.dtype}"
-        else:
-            ratio, base_name = f"{'-':>8}", "(baseline)"
-        print(f"{lead}{r.seconds:>10.4f}{r.per_s:>10.3g}  {r.ext.unit:<7}{ratio}  {base_name:<29}{r.note}")
+        base_name = f"{base.ext.label.split(' (')[0]} {base.device} {base.dtype}" if base is not None else "(baseline)"
+        table.append(lead + [f"{r.seconds:.4f}", f"{r.per_s:.3g}", r.ext.unit, ratio(r.per_s, base.per_s if base else None) or "-",
+                             base_name, r.note])
+    print_table(["extractor", "input", "Mparams", "device", "dtype", "batch", "s/batch", "items/s", "unit", "vs base", "baseline", "note"], table)
 
 
 # -------------------------------------------------------------------------------------- Fréchet
@@ -424,13 +302,9 @@ def frechet_rows(dims: list[int], args) -> list[FrechetResult]:
 
 
 def print_frechet_table(results: list[FrechetResult]) -> None:
-    header = (f"{'d':>6}{'N':>7}{'ours s':>11}{'scipy s':>11}{'scipy/ours':>12}{'FD ours':>20}{'FD scipy':>20}"
-              f"{'|diff|':>11}{'rel diff':>11}  agree (<1e-6)")
-    print(header)
-    print("-" * len(header))
-    for r in results:
-        print(f"{r.d:>6}{r.n:>7}{r.ours_s:>11.4f}{r.scipy_s:>11.4f}{r.ratio:>11.2f}x{r.ours:>20.10f}{r.scipy:>20.10f}"
-              f"{r.abs_diff:>11.2e}{r.rel_diff:>11.2e}  {'yes' if r.rel_diff < 1e-6 else 'NO'}")
+    print_table(["d", "N", "ours s", "scipy s", "scipy/ours", "FD ours", "FD scipy", "|diff|", "rel diff", "agree (<1e-6)"],
+                [[r.d, r.n, f"{r.ours_s:.4f}", f"{r.scipy_s:.4f}", f"{r.ratio:.2f}x", f"{r.ours:.10f}", f"{r.scipy:.10f}",
+                  f"{r.abs_diff:.2e}", f"{r.rel_diff:.2e}", "yes" if r.rel_diff < 1e-6 else "NO"] for r in results])
 
 
 # ----------------------------------------------------------------------------------------- main
@@ -461,21 +335,6 @@ def loading_table(repeats: int, stat: str) -> None:
     print("\n=== evaluation data loading (one 16-frame clip of a 320x192 H.264 file)")
     print(f"PyAV decode only (baseline)        {1 / base:8.1f} clips/s")
     print(f"read_frames (+ RGB, resize to 224) {1 / ours:8.1f} clips/s   {base / ours:.2f}x of the baseline")
-
-
-def version(module: str) -> str:
-    try:
-        return __import__(module).__version__
-    except Exception as err:  # noqa: BLE001
-        return f"unavailable ({type(err).__name__})"
-
-
-def load_average() -> str:
-    """The 1-minute load average, a hint of how much the CPUs were shared during the run."""
-    try:
-        return f"load average {os.getloadavg()[0]:.2f}"
-    except OSError:
-        return "load average n/a"
 
 
 def parse_list(text: str, cast=str) -> list:

@@ -1,0 +1,37 @@
+"""The benchmarks run (smallest settings) and print ratios against a baseline of the same run."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _run(*args: str) -> str:
+    r = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600, cwd=BENCHMARKS.parent)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout
+
+
+@pytest.mark.slow
+def test_motion_tokenizer_benchmark_prints_ratio_against_naive():
+    out = _run(str(BENCHMARKS / "motion_tokenizer.py"), "--config", "tiny", "--repeats", "1")
+    naive = [line for line in out.splitlines() if line.startswith("forward") and " naive " in line]
+    assert naive and naive[0].split()[7] == "1.00x", out  # the baseline row against itself
+
+
+def test_harness_measure_and_table(capsys):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from harness import measure, print_table, ratio
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    calls = []
+    seconds, result = measure(lambda: calls.append(1) or len(calls), repeats=2, min_time=0.0)
+    assert result == len(calls) == 3 and seconds >= 0  # one warm-up, then one call per timed run
+    assert ratio(3.0, 2.0) == "1.50x" and ratio(1.0, None) == ""
+    print_table(["name", "x"], [["a", "1.5x"], ["bb", "10"]])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["name", "x"] and lines[2].endswith("1.5x") and lines[3].endswith("  10")
