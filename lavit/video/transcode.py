@@ -154,6 +154,10 @@ def _add_mpeg4_stream(out, first_frame, rate: Fraction, gop_size: int, bit_rate:
 
 
 def _encode(out, stream, frame, slot: int, rate: Fraction) -> None:
+    # libavcodec turns a frame's pict_type I into a forced key frame: a decoded intra-only (MJPEG,
+    # ProRes, FFV1) or short-GOP source would pass its own picture types on. The GOP alone decides,
+    # as in the ffmpeg CLI (which resets pict_type unless -force_key_frames is given).
+    frame.pict_type = av.video.frame.PictureType.NONE
     frame.pts = slot
     frame.time_base = 1 / rate
     for packet in stream.encode(frame):
