@@ -4,6 +4,8 @@ The encoder settings are the official ones (SPEC section 1): libavcodec ``mpeg4`
 8000 kb/s, an I-frame every 12 frames, no B-frames. Frame-rate conversion follows FFmpeg's ``fps``
 filter (round to nearest): output slot ``k`` at time ``k / fps`` shows the newest source frame whose
 timestamp rounds to a slot ``<= k``, so variable-frame-rate input is resampled by time, not by index.
+I-frames come from the GOP (and the encoder's scene-change detection, as on the official ffmpeg
+command line), never from the source's picture types; display rotation is applied before encoding.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO, Iterator, Union
@@ -268,14 +269,3 @@ class _Mpeg4Encoder:
 
     def flush(self) -> list[av.Packet]:
         return self.stream.encode(None)
-
-
-def transcoded_tempfile(source: VideoSource, **options) -> Path:
-    """Transcode into a new file in the system temp directory; the caller deletes it."""
-    fd, tmp = tempfile.mkstemp(suffix=".mp4", prefix="lavit-mpeg4-")
-    os.close(fd)
-    try:
-        return transcode_to_mpeg4(source, tmp, **options)
-    except BaseException:
-        os.unlink(tmp)
-        raise
