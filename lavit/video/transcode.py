@@ -93,10 +93,15 @@ def transcode_to_mpeg4(
     sink = io.BytesIO() if output is None else str(output)
     out = av.open(sink, mode="w", format="mp4")
     try:
-        for packet in mpeg4_packets(source, out, fps=fps, gop_size=gop_size, bit_rate=bit_rate, max_frames=max_frames):
-            out.mux(packet)
-    finally:
-        out.close()
+        try:
+            for packet in mpeg4_packets(source, out, fps=fps, gop_size=gop_size, bit_rate=bit_rate, max_frames=max_frames):
+                out.mux(packet)
+        finally:
+            out.close()
+    except BaseException:
+        if output is not None:  # no partial file left behind
+            Path(output).unlink(missing_ok=True)
+        raise
     return sink.getvalue() if output is None else Path(output)
 
 

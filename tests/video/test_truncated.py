@@ -4,7 +4,7 @@ import av
 import numpy as np
 import pytest
 
-from lavit.video import VideoDecodeError, extract_clips
+from lavit.video import VideoDecodeError, extract_clips, transcode_to_mpeg4
 from lavit.video.synthetic import Scene, Texture, write_video
 
 SCENE = Scene(96, 160, (12.0, -6.0), Texture(1))
@@ -28,6 +28,9 @@ def test_cut_file_raises_truncated(intact, tmp_path, name, keep):
     with pytest.raises(VideoDecodeError, match=r"truncated: the frames end at [\d.]+ s of the 10.00 s the container declares") as info:
         extract_clips(cut)
     assert info.value.path == str(cut)
+    with pytest.raises(VideoDecodeError, match="truncated"):
+        transcode_to_mpeg4(cut, tmp_path / "out.mp4")
+    assert not (tmp_path / "out.mp4").exists()
 
 
 @pytest.mark.parametrize("name", [*CONTAINERS, "h264.ts"])
