@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -15,15 +14,19 @@ from lavit.video.defaults import (
     DEFAULT_FPS,
     DEFAULT_GOP_SIZE,
     DEFAULT_MAX_CLIPS,
+    DEFAULT_MAX_FRAMES,
     DEFAULT_MIN_FRAMES,
     FIELD_SIZE,
 )
 from lavit.video.errors import VideoDecodeError
-from lavit.video.fields import Normalization, fill_intra_frames, normalize_motion, resize_motion
+from lavit.video.fields import NORMALIZATIONS, Normalization, fill_intra_frames, normalize_motion, resize_motion
 from lavit.video.motion_vectors import CompressedVideo, read_motion
-from lavit.video.transcode import VideoSource, source_name, transcode_to_mpeg4, transcoded_tempfile
+from lavit.video.packets import SPOOL_BYTES, transcode_to_packets
+from lavit.video.transcode import VideoSource, source_name
+from lavit.video.validation import check_choice, check_positive, check_size
 
 Sampling = Literal["official", "dense"]
+SAMPLINGS = ("official", "dense")
 
 
 @dataclass
@@ -71,14 +74,16 @@ def clip_starts(
     Args:
         intra: (T,) bool, True for I-frames.
     """
+    check_positive("clip_len", clip_len, integer=True)
+    check_positive("gop_size", gop_size, integer=True)
+    check_positive("max_clips", max_clips, integer=True, allow_none=True)
+    check_choice("sampling", sampling, SAMPLINGS)
     keys = np.flatnonzero(intra)
     if sampling == "official":
         regular = [int(k) for k, nxt in zip(keys[:-1], keys[1:]) if nxt - k == gop_size]
         starts = regular[::2]
-    elif sampling == "dense":
-        starts = [int(k) for k in keys if k + clip_len <= len(intra)]
     else:
-        raise ValueError(f"sampling must be 'official' or 'dense', got {sampling!r}")
+        starts = [int(k) for k in keys if k + clip_len <= len(intra)]
     if not starts:
         starts = [int(keys[0])] if len(keys) else [0]
     if max_clips is not None and len(starts) > max_clips:
@@ -89,8 +94,13 @@ def clip_starts(
 
 def clip_motion(video: CompressedVideo, start: int, clip_len: int = CLIP_LEN) -> np.ndarray:
     """(clip_len, h, w, 2) pixel motion from ``start``; intra frames filled, tail zero-padded."""
+    check_positive("clip_len", clip_len, integer=True)
     stop = min(start + clip_len, video.num_frames)
-    motion = fill_intra_frames(video.motion[start:stop], video.intra[start:stop])
+    return pad_clip(fill_intra_frames(video.motion[start:stop], video.intra[start:stop]), clip_len)
+
+
+def pad_clip(motion: np.ndarray, clip_len: int) -> np.ndarray:
+    """(clip_len, h, w, 2): ``motion`` (n <= clip_len frames) followed by zero motion."""
     if len(motion) < clip_len:
         pad = np.zeros((clip_len - len(motion), *motion.shape[1:]), dtype=motion.dtype)
         motion = np.concatenate([motion, pad])
@@ -109,14 +119,16 @@ def extract_clips(
     sampling: Sampling = "official",
     max_clips: int | None = DEFAULT_MAX_CLIPS,
     min_frames: int = DEFAULT_MIN_FRAMES,
+    max_frames: int = DEFAULT_MAX_FRAMES,
     in_memory: bool = True,
     transcode: bool = True,
 ) -> VideoClips:
     """Decompose a video into keyframes and motion-vector clips (SPEC section 1).
 
-    Re-encodes ``source`` as MPEG-4 Part 2 (in memory, or in a temp file with ``in_memory=False``;
-    never next to the input), decodes it with motion-vector export, and samples clips that start at
-    I-frames.
+    Re-encodes ``source`` as MPEG-4 Part 2, samples clips that start at I-frames and decodes just
+    those clips' frames with motion-vector export. The compressed stream is kept in memory up to
+    ``lavit.video.packets.SPOOL_BYTES``, then in an anonymous temp file (from the start with
+    ``in_memory=False``), never next to the input; memory does not grow with the frame count.
 
     Args:
         source: path, bytes or binary file object of any video FFmpeg reads.
@@ -128,43 +140,59 @@ def extract_clips(
         sampling: ``"official"`` or ``"dense"``; see ``lavit.video.clip_starts``.
         max_clips: at most this many clips (8 for generation, 16 for understanding; None = all).
         min_frames: fewer frames than this after transcoding is "too short".
-        transcode: False reads ``source`` as it is (it must already be MPEG-4 Part 2 or similar).
+        max_frames: more output frames than this is an error (default 86,400 = 4 h at 6 fps).
+        transcode: False reads ``source`` as it is (it must already be MPEG-4 Part 2 or similar);
+            that route decodes the whole file (``read_motion``) and is not memory-bounded.
 
     Returns:
         VideoClips with keyframes (N, H, W, 3) uint8 and motion (N, 2, clip_len, *field_size).
 
     Raises:
-        VideoDecodeError: unreadable, non-video, audio-only, zero-frame, truncated or too short.
+        VideoDecodeError: unreadable, non-video, audio-only, zero-frame, truncated, too short or
+            too long.
+        ValueError: an invalid parameter (named in the message).
     """
+    check_positive("fps", fps)
+    check_positive("gop_size", gop_size, integer=True)
+    check_positive("bit_rate", bit_rate, integer=True)
+    check_positive("clip_len", clip_len, integer=True)
+    check_size("field_size", field_size)
+    check_choice("normalization", normalization, NORMALIZATIONS)
+    check_choice("sampling", sampling, SAMPLINGS)
+    check_positive("max_clips", max_clips, integer=True, allow_none=True)
+    check_positive("min_frames", min_frames, integer=True)
+    check_positive("max_frames", max_frames, integer=True)
     name = source_name(source)
-    options = dict(fps=fps, gop_size=gop_size, bit_rate=bit_rate)
     if not transcode:
         video = read_motion(source)
-    elif in_memory:
-        video = read_motion(transcode_to_mpeg4(source, **options))
+        num_frames, intra, width, height = video.num_frames, video.intra, video.width, video.height
     else:
-        tmp = transcoded_tempfile(source, **options)
-        try:
-            video = read_motion(tmp)
-        finally:
-            os.unlink(tmp)
-    if video.num_frames < min_frames:
-        raise VideoDecodeError(name, f"too short: {video.num_frames} frames at {fps:g} fps, need at least {min_frames}")
-    starts = clip_starts(video.intra, clip_len=clip_len, gop_size=gop_size, sampling=sampling, max_clips=max_clips)
-    motion = torch.stack(
-        [
-            resize_motion(normalize_motion(clip_motion(video, s, clip_len), video.width, video.height, normalization), field_size)
-            for s in starts
-        ]
-    )
-    keyframes = np.stack([video.keyframe_rgb(s) for s in starts])
+        options = dict(fps=fps, gop_size=gop_size, bit_rate=bit_rate, max_frames=max_frames)
+        packets = transcode_to_packets(source, spool_bytes=SPOOL_BYTES if in_memory else None, **options)
+        num_frames, intra, width, height = len(packets), packets.intra, packets.width, packets.height
+    try:
+        if num_frames < min_frames:
+            raise VideoDecodeError(name, f"too short: {num_frames} frames at {fps:g} fps, need at least {min_frames}")
+        starts = clip_starts(intra, clip_len=clip_len, gop_size=gop_size, sampling=sampling, max_clips=max_clips)
+        fields, keyframes = [], []
+        for s in starts:
+            if transcode:  # decode just this clip's frames
+                motion, clip_intra, keyframe = packets.decode(s, min(s + clip_len, num_frames))
+                motion = pad_clip(fill_intra_frames(motion, clip_intra), clip_len)
+            else:
+                motion, keyframe = clip_motion(video, s, clip_len), video.keyframe_rgb(s)
+            fields.append(resize_motion(normalize_motion(motion, width, height, normalization), field_size))
+            keyframes.append(keyframe)
+    finally:
+        if transcode:
+            packets.close()
     return VideoClips(
-        keyframes=keyframes,
-        motion=motion,
+        keyframes=np.stack(keyframes),
+        motion=torch.stack(fields),
         starts=starts,
-        num_frames=video.num_frames,
-        width=video.width,
-        height=video.height,
+        num_frames=num_frames,
+        width=width,
+        height=height,
         fps=fps,
         source=name,
     )

@@ -11,3 +11,6 @@ CLIP_LEN = 24  # frames per clip (4 s): one keyframe + its motion
 FIELD_SIZE = (20, 36)  # (H, W) of the motion grid the tokenizer reads
 DEFAULT_MAX_CLIPS = 8  # clips per video (8 for generation, 16 for understanding)
 DEFAULT_MIN_FRAMES = DEFAULT_GOP_SIZE  # shorter videos (after resampling) are "too short"
+# Output frames one transcode may produce (4 h at 6 fps): real data sets stay far below it; a file
+# whose timestamps jump by hours (a corrupt or concatenated capture) stops with a VideoDecodeError.
+DEFAULT_MAX_FRAMES = 86_400

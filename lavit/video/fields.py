@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from lavit.video.defaults import FIELD_SIZE
+from lavit.video.validation import check_choice, check_size
 
 # Dataset std of the (w, h)-normalised vectors used by the official release (SPEC section 1).
 OFFICIAL_MOTION_STD = (0.0993703, 0.1130276)
@@ -17,6 +18,7 @@ OFFICIAL_MOTION_STD = (0.0993703, 0.1130276)
 OFFICIAL_TOKENIZER_SCALE = 10.0
 
 Normalization = Literal["official", "unit", "pixels"]
+NORMALIZATIONS = ("official", "unit", "pixels")
 
 
 def fill_intra_frames(motion: np.ndarray, intra: np.ndarray) -> np.ndarray:
@@ -57,13 +59,12 @@ def normalize_motion(motion: np.ndarray, width: int, height: int, mode: Normaliz
     Args:
         motion: (..., 2) displacement in pixels, (x, y) last.
     """
+    check_choice("normalization", mode, NORMALIZATIONS)
     if mode == "pixels":
         return motion.astype(np.float32, copy=False)
     scale = np.array([1.0 / width, 1.0 / height], dtype=np.float64)
     if mode == "official":
         scale = scale / np.asarray(OFFICIAL_MOTION_STD) * OFFICIAL_TOKENIZER_SCALE
-    elif mode != "unit":
-        raise ValueError(f"normalization must be 'official', 'unit' or 'pixels', got {mode!r}")
     return (motion * scale).astype(np.float32)
 
 
@@ -77,6 +78,7 @@ def resize_motion(motion: np.ndarray, size: tuple[int, int] = FIELD_SIZE) -> tor
     Returns:
         (2, T, H, W) float32 tensor, the tokenizer's per-clip layout.
     """
+    check_size("size", size)
     x = torch.from_numpy(np.ascontiguousarray(motion)).permute(0, 3, 1, 2)  # (T, 2, h, w)
     if tuple(x.shape[-2:]) != tuple(size):
         x = F.interpolate(x, size=tuple(size), mode="bicubic", align_corners=False)

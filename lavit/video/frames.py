@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from lavit.video.errors import VideoDecodeError
 from lavit.video.transcode import open_video
+from lavit.video.validation import check_choice, check_positive
 
 
 def read_frames(path: str | os.PathLike, num_frames: int, where: str = "first", size: int | None = 224) -> torch.Tensor:
@@ -22,6 +23,9 @@ def read_frames(path: str | os.PathLike, num_frames: int, where: str = "first", 
     Raises:
         VideoDecodeError: unreadable input, or fewer than ``num_frames`` frames.
     """
+    check_positive("num_frames", num_frames, integer=True)
+    check_choice("where", where, ("first", "center"))
+    check_positive("size", size, integer=True, allow_none=True)
     container, stream = open_video(path)
     frames = []
     try:

@@ -119,13 +119,73 @@ def _accumulate(records: np.ndarray, frame: np.ndarray, num_frames: int, height:
 
 
 _MOTION_VECTORS = av.sidedata.sidedata.Type.MOTION_VECTORS
+_BATCH_BYTES = 16 << 20  # raw motion-vector records converted to fields at a time
+
+
+class MotionFieldBuilder:
+    """Dense fields of decoded frames, added one by one, converted from raw records in bounded batches.
+
+    Keeps the raw ``AVMotionVector`` bytes of each P-frame (PyAV's per-frame ``to_ndarray`` costs
+    ~7 us, a bytes copy ~1 us) and turns them into fields with one numpy view per batch of at most
+    ``_BATCH_BYTES``; each macroblock's records are summed in the same order whatever the batch, so
+    the fields do not depend on the batching.
+    """
+
+    def __init__(self, height: int, width: int):
+        self.height, self.width = height, width
+        self._chunks: list[bytes] = []
+        self._chunk_frames: list[int] = []  # frame index within the current batch
+        self._pending_bytes = 0
+        self._dtype = None
+        self._intra: list[bool] = []
+        self._fields: list[np.ndarray] = []
+        self._batch_start = 0
+
+    def __len__(self) -> int:
+        return len(self._intra)
+
+    def add(self, frame: av.VideoFrame) -> bool:
+        """Record one decoded frame in decode order; returns True for an I-frame."""
+        is_intra = frame.pict_type == av.video.frame.PictureType.I
+        if not is_intra:
+            data = frame.side_data.get(_MOTION_VECTORS)
+            if data is not None:
+                if self._dtype is None:
+                    self._dtype = data.to_ndarray().dtype
+                chunk = bytes(data)
+                self._chunks.append(chunk)
+                self._chunk_frames.append(len(self._intra) - self._batch_start)
+                self._pending_bytes += len(chunk)
+        self._intra.append(is_intra)
+        if self._pending_bytes >= _BATCH_BYTES:
+            self._flush()
+        return is_intra
+
+    def _flush(self) -> None:
+        count = len(self._intra) - self._batch_start
+        if count:
+            self._fields.append(_fields_from_chunks(self._chunks, self._chunk_frames, self._dtype, count, self.height, self.width))
+        self._chunks, self._chunk_frames, self._pending_bytes = [], [], 0
+        self._batch_start = len(self._intra)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(T, H/16, W/16, 2) float32 motion and (T,) bool intra of the frames added."""
+        self._flush()
+        if len(self._fields) == 1:
+            motion = self._fields[0]
+        elif self._fields:
+            motion = np.concatenate(self._fields)
+        else:
+            motion = _fields_from_chunks([], [], None, 0, self.height, self.width)
+        return motion, np.asarray(self._intra, dtype=bool)
 
 
 def read_motion(source: VideoSource, *, keep_intra_frames: bool = True) -> CompressedVideo:
     """Decode an (MPEG-4 Part 2) video with motion-vector export.
 
     Only the decoder runs per frame; no RGB conversion happens here. I-frames are kept as decoded
-    frames (``keep_intra_frames``) so that the caller converts just the keyframes it uses.
+    frames (``keep_intra_frames``) so that the caller converts just the keyframes it uses. This
+    holds the whole video's fields (and I-frames); ``extract_clips`` decodes only its clips.
 
     Raises:
         VideoDecodeError: unreadable input, no video, or no frames.
@@ -134,39 +194,18 @@ def read_motion(source: VideoSource, *, keep_intra_frames: bool = True) -> Compr
     container, stream = open_video(source)
     stream.codec_context.options = {"flags2": "+export_mvs"}
     height, width = stream.codec_context.height, stream.codec_context.width
-    # raw AVMotionVector bytes per P-frame; one numpy view over all of them at the end (PyAV's
-    # per-frame to_ndarray costs ~7 us, a bytes copy ~1 us)
-    chunks: list[bytes] = []
-    chunk_frames: list[int] = []
-    dtype = None
-    intra: list[bool] = []
+    fields = MotionFieldBuilder(height, width)
     intra_frames: dict[int, av.VideoFrame] = {}
     try:
         for frame in container.decode(stream):
-            is_intra = frame.pict_type == av.video.frame.PictureType.I
-            if is_intra:
-                if keep_intra_frames:
-                    intra_frames[len(intra)] = frame
-            else:
-                data = frame.side_data.get(_MOTION_VECTORS)
-                if data is not None:
-                    if dtype is None:
-                        dtype = data.to_ndarray().dtype
-                    chunks.append(bytes(data))
-                    chunk_frames.append(len(intra))
-            intra.append(is_intra)
+            if fields.add(frame) and keep_intra_frames:
+                intra_frames[len(fields) - 1] = frame
     except av.error.FFmpegError as err:
-        raise VideoDecodeError(name, f"decoding failed after {len(intra)} frames ({err})") from err
+        raise VideoDecodeError(name, f"decoding failed after {len(fields)} frames ({err})") from err
     finally:
         fps = float(stream.average_rate or stream.guessed_rate or 0)
         container.close()
-    if not intra:
+    if not len(fields):
         raise VideoDecodeError(name, "no decodable video frames")
-    return CompressedVideo(
-        motion=_fields_from_chunks(chunks, chunk_frames, dtype, len(intra), height, width),
-        intra=np.asarray(intra, dtype=bool),
-        width=width,
-        height=height,
-        fps=fps,
-        intra_frames=intra_frames,
-    )
+    motion, intra = fields.result()
+    return CompressedVideo(motion=motion, intra=intra, width=width, height=height, fps=fps, intra_frames=intra_frames)

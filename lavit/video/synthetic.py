@@ -98,6 +98,9 @@ class Scene:
         return np.round(img).astype(np.uint8)
 
 
+_PIX_FMT = {"mjpeg": "yuvj420p", "prores_ks": "yuv422p10le"}  # formats these encoders take
+
+
 def write_video(
     scene: Scene,
     path: str | os.PathLike,
@@ -107,30 +110,44 @@ def write_video(
     times: list[float] | None = None,
     codec: str = "libx264",
     quality: int = 12,
+    pix_fmt: str | None = None,
+    options: dict[str, str] | None = None,
+    rotation: int = 0,
 ) -> Path:
-    """Encode a scene to ``path`` (container from the suffix, e.g. .mp4 / .mkv).
+    """Encode a scene to ``path`` (container from the suffix, e.g. .mp4 / .mkv / .avi / .mov).
 
     Frames are rendered at ``times`` (seconds; irregular times give a variable-frame-rate file) or
-    every ``1 / fps`` for ``duration`` seconds. ``quality`` is the x264 CRF (or mpeg4 qscale).
+    every ``1 / fps`` for ``duration`` seconds. ``quality`` is the x264 CRF (or the qscale of other
+    encoders). ``pix_fmt`` defaults to one the codec takes (yuvj420p for mjpeg, yuv422p10le for
+    prores_ks, else yuv420p); ``options`` are encoder options on top of the defaults (e.g.
+    ``{"g": "5"}`` for a GOP of 5). ``rotation`` writes a display matrix (degrees counter-clockwise,
+    as ``av.VideoFrame.rotation`` reads it back): the frames are stored as rendered, a player shows
+    them rotated.
     """
     if times is None:
         if duration is None:
             raise ValueError("give either times or duration")
         times = [i / fps for i in range(int(round(duration * fps)))]
-    time_base = Fraction(1, 6000)
     path = Path(path)
+    rate = Fraction(fps).limit_denominator(1001)
+    # AVI stores frame indices, not timestamps: its time base must be the frame rate
+    time_base = 1 / rate if path.suffix.lower() == ".avi" else Fraction(1, 6000)
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height, stream.pix_fmt = scene.width, scene.height, "yuv420p"
+        stream = container.add_stream(codec, rate=rate)
+        stream.width, stream.height = scene.width, scene.height
+        stream.pix_fmt = pix_fmt or _PIX_FMT.get(codec, "yuv420p")
         stream.codec_context.time_base = time_base
         if codec == "libx264":
-            stream.options = {"crf": str(quality), "preset": "veryfast", "bf": "0"}
+            stream.options = {"crf": str(quality), "preset": "veryfast", "bf": "0", **(options or {})}
         else:
             stream.codec_context.qscale = quality
+            stream.options = dict(options or {})
+        if rotation:
+            stream.set_display_rotation(rotation)
         for t in times:
             frame = av.VideoFrame.from_ndarray(scene.render(t), format="rgb24")
-            frame.pts = int(round(t * 6000))
+            frame.pts = int(round(t / time_base))
             frame.time_base = time_base
             for packet in stream.encode(frame):
                 container.mux(packet)

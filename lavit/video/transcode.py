@@ -4,6 +4,8 @@ The encoder settings are the official ones (SPEC section 1): libavcodec ``mpeg4`
 8000 kb/s, an I-frame every 12 frames, no B-frames. Frame-rate conversion follows FFmpeg's ``fps``
 filter (round to nearest): output slot ``k`` at time ``k / fps`` shows the newest source frame whose
 timestamp rounds to a slot ``<= k``, so variable-frame-rate input is resampled by time, not by index.
+I-frames come from the GOP (and the encoder's scene-change detection, as on the official ffmpeg
+command line), never from the source's picture types; display rotation is applied before encoding.
 """
 
 from __future__ import annotations
@@ -11,18 +13,18 @@ from __future__ import annotations
 import io
 import math
 import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO, Iterator, Union
 
 import av
 
-from lavit.video.defaults import DEFAULT_BIT_RATE, DEFAULT_FPS, DEFAULT_GOP_SIZE
+from lavit.video.defaults import DEFAULT_BIT_RATE, DEFAULT_FPS, DEFAULT_GOP_SIZE, DEFAULT_MAX_FRAMES
 from lavit.video.errors import VideoDecodeError
+from lavit.video.rotation import display_turn, swaps_axes, turn_frame
+from lavit.video.validation import check_positive
 
 VideoSource = Union[str, os.PathLike, bytes, BinaryIO]
-
 
 
 def source_name(source: VideoSource) -> str:
@@ -70,6 +72,7 @@ def transcode_to_mpeg4(
     fps: float = DEFAULT_FPS,
     gop_size: int = DEFAULT_GOP_SIZE,
     bit_rate: int = DEFAULT_BIT_RATE,
+    max_frames: int = DEFAULT_MAX_FRAMES,
 ) -> bytes | Path:
     """Re-encode ``source`` as MPEG-4 Part 2 in an MP4 container.
 
@@ -80,17 +83,59 @@ def transcode_to_mpeg4(
         fps: output frame rate (6 in the paper, 12 in the official reconstruction demo).
         gop_size: frames between I-frames.
         bit_rate: target bit rate in bit/s.
+        max_frames: more output frames than this is an error (see ``mpeg4_packets``).
 
     Raises:
-        VideoDecodeError: the input cannot be read, has no video, no frames, or is truncated.
+        VideoDecodeError: the input cannot be read, has no video, no frames, is truncated or
+            would give more than ``max_frames`` frames.
     """
-    name = source_name(source)
-    container, stream = open_video(source)
-    rate = Fraction(fps).limit_denominator(1001)
+    check_options(fps=fps, gop_size=gop_size, bit_rate=bit_rate, max_frames=max_frames)
     sink = io.BytesIO() if output is None else str(output)
     out = av.open(sink, mode="w", format="mp4")
     try:
-        ostream = None
+        try:
+            for packet in mpeg4_packets(source, out, fps=fps, gop_size=gop_size, bit_rate=bit_rate, max_frames=max_frames):
+                out.mux(packet)
+        finally:
+            out.close()
+    except BaseException:
+        if output is not None:  # no partial file left behind
+            Path(output).unlink(missing_ok=True)
+        raise
+    return sink.getvalue() if output is None else Path(output)
+
+
+def mpeg4_packets(
+    source: VideoSource,
+    out: av.container.OutputContainer,
+    *,
+    fps: float = DEFAULT_FPS,
+    gop_size: int = DEFAULT_GOP_SIZE,
+    bit_rate: int = DEFAULT_BIT_RATE,
+    max_frames: int = DEFAULT_MAX_FRAMES,
+) -> Iterator[av.Packet]:
+    """Decode ``source``, resample it to ``fps``, turn it upright and yield its MPEG-4 packets in order.
+
+    The encoder is a stream added to ``out`` (an MP4 output container, so the stream headers go to
+    the encoder's extradata); the caller muxes the packets there or keeps them elsewhere. One packet
+    per output frame; ``packet.stream.codec_context`` is the encoder.
+
+    Frames with a display matrix (phone videos) are rotated / flipped as FFmpeg's autorotation
+    shows them (``lavit.video.rotation``), so the output is upright and its motion axes are the
+    displayed ones. I-frames come from the GOP (and the encoder's scene-change detection), never from
+    the source's picture types.
+
+    Raises:
+        VideoDecodeError: unreadable input, no video, no frames, a truncated stream (fewer frames than
+            the container declares, or a stream ending well before its declared duration), or more
+            than ``max_frames`` output frames (e.g. timestamps that jump by hours).
+    """
+    check_options(fps=fps, gop_size=gop_size, bit_rate=bit_rate, max_frames=max_frames)
+    name = source_name(source)
+    container, stream = open_video(source)
+    rate = Fraction(fps).limit_denominator(1001)
+    try:
+        encoder = None
         declared = stream.frames
         decoded = 0
         next_slot = 0
@@ -102,11 +147,12 @@ def transcode_to_mpeg4(
                 decoded += 1
                 if t0 is None:
                     t0 = t
-                    ostream = _add_mpeg4_stream(out, frame, rate, gop_size, bit_rate)
+                    encoder = _Mpeg4Encoder(out, frame, rate, gop_size, bit_rate, name)
                 slot = math.floor((t - t0) * rate + Fraction(1, 2))  # exact: no float drift, no banker's rounding
                 if pending is not None:
+                    _check_frame_count(name, slot, max_frames, fps)
                     while next_slot < slot:
-                        _encode(out, ostream, pending, next_slot, rate)
+                        yield from encoder.encode(pending, next_slot)
                         next_slot += 1
                 pending = frame
         except av.error.FFmpegError as err:
@@ -115,17 +161,71 @@ def transcode_to_mpeg4(
             raise VideoDecodeError(name, "no decodable video frames")
         if declared and decoded < 0.95 * declared - 2:
             raise VideoDecodeError(name, f"truncated: decoded {decoded} of {declared} frames the container declares")
+        last = _timestamp(pending, decoded - 1, stream)
+        _check_declared_duration(name, container, stream, last - t0 + _frame_duration(pending, stream))
         # The last frame lasts one nominal frame interval; it fills the slots that start before then.
-        end = _timestamp(pending, decoded - 1, stream) - t0 + _nominal_interval(stream)
+        end = last - t0 + _nominal_interval(stream)
+        _check_frame_count(name, max(math.ceil(end * rate), 1), max_frames, fps)
         while next_slot == 0 or next_slot < end * rate:
-            _encode(out, ostream, pending, next_slot, rate)
+            yield from encoder.encode(pending, next_slot)
             next_slot += 1
-        for packet in ostream.encode(None):
-            out.mux(packet)
+        yield from encoder.flush()
     finally:
-        out.close()
         container.close()
-    return sink.getvalue() if output is None else Path(output)
+
+
+def check_options(*, fps: float, gop_size: int, bit_rate: int, max_frames: int) -> None:
+    """ValueError naming the first invalid encoder option."""
+    check_positive("fps", fps)
+    check_positive("gop_size", gop_size, integer=True)
+    check_positive("bit_rate", bit_rate, integer=True)
+    check_positive("max_frames", max_frames, integer=True)
+
+
+def _check_frame_count(name: str, frames: int, max_frames: int, fps: float) -> None:
+    if frames > max_frames:
+        raise VideoDecodeError(
+            name, f"too long: at least {frames} frames at {fps:g} fps exceed max_frames={max_frames} (raise max_frames to accept it)"
+        )
+
+
+def _check_declared_duration(name: str, container, stream, decoded: Fraction) -> None:
+    """Raise when the decoded frames end well before the duration the container declares.
+
+    The declared duration of the video stream is its own (MP4, MPEG-TS), else Matroska's per-track
+    ``DURATION`` tag, else the container's when the video is its only stream (the container's
+    duration is that of the longest stream, which may be audio). MPEG-TS has no header: FFmpeg
+    estimates the duration from the file itself, so a cut TS file looks complete.
+    """
+    declared = _declared_duration(container, stream)
+    if declared is None:
+        return
+    interval = _nominal_interval(stream)
+    if decoded < 0.95 * declared - 2 * interval:
+        raise VideoDecodeError(name, f"truncated: the frames end at {float(decoded):.2f} s of the {float(declared):.2f} s the container declares")
+
+
+def _declared_duration(container, stream) -> Fraction | None:
+    if stream.duration and stream.time_base:
+        return stream.duration * Fraction(stream.time_base)
+    tag = stream.metadata.get("DURATION") or stream.metadata.get("duration")
+    if tag:
+        try:
+            h, m, sec = tag.split(":")
+            return Fraction(int(h) * 3600 + int(m) * 60) + Fraction(sec)
+        except ValueError:
+            pass
+    if container.duration and len(container.streams) == 1:
+        return Fraction(container.duration, av.time_base)
+    return None
+
+
+def _frame_duration(frame, stream) -> Fraction:
+    """How long the frame is shown: its own duration when the file stores one, else the nominal interval."""
+    nominal = _nominal_interval(stream)
+    if frame.duration and frame.time_base is not None:
+        return max(nominal, frame.duration * Fraction(frame.time_base))
+    return nominal
 
 
 def _timestamp(frame, index: int, stream) -> Fraction:
@@ -140,32 +240,37 @@ def _nominal_interval(stream) -> Fraction:
     return 1 / Fraction(rate)
 
 
-def _add_mpeg4_stream(out, first_frame, rate: Fraction, gop_size: int, bit_rate: int):
-    stream = out.add_stream("mpeg4", rate=rate)
-    # yuv420p needs even sizes; an odd dimension loses its last row/column (scaled by swscale).
-    stream.width = first_frame.width - first_frame.width % 2
-    stream.height = first_frame.height - first_frame.height % 2
-    stream.pix_fmt = "yuv420p"
-    stream.bit_rate = bit_rate
-    stream.codec_context.gop_size = gop_size
-    stream.codec_context.max_b_frames = 0
-    stream.codec_context.time_base = 1 / rate
-    return stream
+class _Mpeg4Encoder:
+    """The official encoder settings on a stream of ``out``, sized (and turned upright) from the first frame."""
 
+    def __init__(self, out, first_frame, rate: Fraction, gop_size: int, bit_rate: int, name: str):
+        self.rate = rate
+        self.turn = display_turn(first_frame, name)
+        # yuv420p needs even sizes; an odd dimension loses its last row/column (scaled by swscale).
+        self.width = first_frame.width - first_frame.width % 2
+        self.height = first_frame.height - first_frame.height % 2
+        stream = out.add_stream("mpeg4", rate=rate)
+        stream.width, stream.height = (self.height, self.width) if swaps_axes(self.turn) else (self.width, self.height)
+        stream.pix_fmt = "yuv420p"
+        stream.bit_rate = bit_rate
+        stream.codec_context.gop_size = gop_size
+        stream.codec_context.max_b_frames = 0
+        stream.codec_context.time_base = 1 / rate
+        self.stream = stream
+        self._source = self._upright = None
 
-def _encode(out, stream, frame, slot: int, rate: Fraction) -> None:
-    frame.pts = slot
-    frame.time_base = 1 / rate
-    for packet in stream.encode(frame):
-        out.mux(packet)
+    def encode(self, frame, slot: int) -> list[av.Packet]:
+        if self.turn:
+            if frame is not self._source:  # a source frame repeated over several slots is turned once
+                self._source, self._upright = frame, turn_frame(frame, self.turn, self.width, self.height)
+            frame = self._upright
+        # libavcodec turns a frame's pict_type I into a forced key frame: a decoded intra-only (MJPEG,
+        # ProRes, FFV1) or short-GOP source would pass its own picture types on. The GOP alone decides,
+        # as in the ffmpeg CLI (which resets pict_type unless -force_key_frames is given).
+        frame.pict_type = av.video.frame.PictureType.NONE
+        frame.pts = slot
+        frame.time_base = 1 / self.rate
+        return self.stream.encode(frame)
 
-
-def transcoded_tempfile(source: VideoSource, **options) -> Path:
-    """Transcode into a new file in the system temp directory; the caller deletes it."""
-    fd, tmp = tempfile.mkstemp(suffix=".mp4", prefix="lavit-mpeg4-")
-    os.close(fd)
-    try:
-        return transcode_to_mpeg4(source, tmp, **options)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    def flush(self) -> list[av.Packet]:
+        return self.stream.encode(None)
