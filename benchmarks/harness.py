@@ -178,7 +178,7 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: st
     """A plain-text table: columns padded to their widest cell, numbers right-aligned."""
     cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    numeric = [all(_is_number(r[i]) for r in cells[1:] if r[i]) for i in range(len(headers))]
+    numeric = [all(_is_number(r[i]) for r in cells[1:] if r[i] not in ("", "-")) for i in range(len(headers))]
     if title:
         print(f"\n=== {title}")
     for k, row in enumerate(cells):

@@ -37,10 +37,8 @@ The ffmpeg command-line tool is used here only, as a reference; library code nev
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,17 +47,14 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import av
-import numpy as np
+from harness import machine_line, measure, print_table, ratio, sample_video
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # datamodules/ when run from a checkout without an install
-    sys.path.insert(0, str(REPO))
+import av  # noqa: E402
+import numpy as np  # noqa: E402
 
 from lavit.video import extract_clips, read_motion, transcode_to_mpeg4  # noqa: E402
 from lavit.video.transcode import open_video  # noqa: E402
 
-REAL_CLIP = Path("/work/shared/data/msrvtt_video7013.mp4")
 FARNEBACK = (0.5, 3, 15, 3, 5, 1.2, 0)  # pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, flags
 FFMPEG_OFFICIAL = ["-c:v", "mpeg4", "-r", "6", "-b:v", "8000k", "-g", "12", "-bf", "0"]
 
@@ -73,32 +68,6 @@ class Row:
     seconds: float | None = None  # wall seconds of the chosen run
     frames: int = 0  # frames of the 6 fps stream the row processed
     note: str = ""
-
-
-# --------------------------------------------------------------------------------------- timing
-
-
-def measure(fn, repeats: int, stat: str, *, warmup=None, min_time: float = 0.25) -> tuple[float, object]:
-    """Warm up once, then time ``fn`` ``repeats`` times; returns (best or median seconds per call, last result).
-
-    A call faster than ``min_time`` is looped within each timed run (count fixed from the warm-up)
-    so that timer and scheduler noise stay small; ``warmup``, when given, replaces the warm-up call
-    (for slow rows) and each timed run is then a single call.
-    """
-    if warmup is None:
-        start = time.perf_counter()
-        result = fn()
-        loops = max(1, math.ceil(min_time / max(time.perf_counter() - start, 1e-6)))
-    else:
-        warmup()
-        loops = 1
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(loops):
-            result = fn()
-        times.append((time.perf_counter() - start) / loops)
-    return (min(times) if stat == "best" else statistics.median(times)), result
 
 
 # ------------------------------------------------------------------------------------ the rows
@@ -274,7 +243,7 @@ def run_input(path: Path, tmp: Path, args) -> tuple[dict[str, Row], float]:
             t, frames = measure(official_route, R, S)
             rows[key] = Row(key, label, t, frames)
 
-    print_table(rows, duration)
+    print_rows(rows, duration)
     return rows, duration
 
 
@@ -289,23 +258,19 @@ def src_speed(row: Row, duration: float, n6: int) -> float | None:
     return duration * (row.frames / n6) / row.seconds if n6 else None
 
 
-def print_table(rows: dict[str, Row], duration: float) -> None:
+def print_rows(rows: dict[str, Row], duration: float) -> None:
     n6 = rows["b"].frames
     a = fps(rows["a"])
     f = rows.get("f")
-    header = f"{'row':<5}{'method':<31}{'frames':>7}{'wall s':>9}{'frames/s':>10}{'src-s/wall-s':>14}{'vs (a)':>9}{'vs (f)':>9}  note"
-    print(header)
-    print("-" * len(header))
+    table = []
     for row in rows.values():
         if row.seconds is None:
-            print(f"({row.key}){'':<{4 - len(row.key)}}{row.label:<31}{'-':>7}{'-':>9}{'-':>10}{'-':>14}{'-':>9}{'-':>9}  {row.note}")
+            table.append([f"({row.key})", row.label, "-", "-", "-", "-", "-", "-", row.note])
             continue
-        r = fps(row)
-        vs_f = f"{f.seconds / row.seconds:8.2f}x" if row.key == "c" and f and f.seconds else f"{'-':>9}"
-        print(
-            f"({row.key}){'':<{4 - len(row.key)}}{row.label:<31}{row.frames:>7}{row.seconds:>9.3f}{r:>10.1f}"
-            f"{src_speed(row, duration, n6):>14.1f}{r / a:>8.2f}x{vs_f}  {row.note}"
-        )
+        vs_f = ratio(f.seconds, row.seconds) if row.key == "c" and f and f.seconds else "-"
+        table.append([f"({row.key})", row.label, row.frames, f"{row.seconds:.3f}", f"{fps(row):.1f}",
+                      f"{src_speed(row, duration, n6):.1f}", ratio(fps(row), a), vs_f, row.note])
+    print_table(["row", "method", "frames", "wall s", "frames/s", "src-s/wall-s", "vs (a)", "vs (f)", "note"], table)
 
 
 def ratios(rows: dict[str, Row]) -> dict[str, float | None]:
@@ -335,18 +300,20 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmpdir)
         videos = list(args.video or [])
         if not videos:
-            if REAL_CLIP.is_file():
-                videos.append(REAL_CLIP)
+            real = sample_video()
+            if real is not None:
+                videos.append(real)
             else:
-                print(f"note: {REAL_CLIP} not found, using the synthetic input only")
+                print("note: the sample video (shared/data beside the checkout, or $LAVIT_SAMPLE_VIDEO) was not found; synthetic input only")
             if args.synthetic.lower() != "none":
                 w, h = (int(v) for v in args.synthetic.lower().split("x"))
                 start = time.perf_counter()
                 videos.append(synthetic_video(tmp / f"synthetic_{w}x{h}.mp4", w, h, 30, args.synthetic_seconds))
                 print(f"generated {videos[-1].name} in {time.perf_counter() - start:.1f} s")
 
+        print(machine_line())
         print(f"PyAV {av.__version__} (FFmpeg {'.'.join(map(str, av.library_versions['libavcodec']))} libavcodec), "
-              f"{os.cpu_count()} CPUs, {args.repeats} repeats, reporting the {args.stat} run")
+              f"{args.repeats} repeats, reporting the {args.stat} run")
         ffmpeg = shutil.which("ffmpeg")
         print(f"ffmpeg binary: {ffmpeg or 'not found (row (f) skipped)'}; "
               f"mvextractor: {mvextractor_available() or 'installed'}")
