@@ -19,13 +19,11 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from datamodules.manifest import VideoRecord, read_manifest
+from datamodules.manifest import MANIFEST_SUFFIXES, VideoRecord, read_manifest
 from datamodules.skipped import SkippedVideos
 from lavit.pipelines.extract import find_videos
 from lavit.video.errors import VideoDecodeError
 from lavit.video.frames import read_frames
-
-MANIFEST_SUFFIXES = {".csv", ".tsv", ".jsonl"}
 
 
 def read_video_set(source: str | os.PathLike, captions: str | os.PathLike | None = None) -> list[VideoRecord]:
