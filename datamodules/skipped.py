@@ -41,9 +41,13 @@ class SkippedVideos(L.LightningDataModule):
                 log.warning("skipped unreadable video %s: %s (%d skipped so far)", path, reason, len(self.skipped))
 
     def no_usable_videos(self, what: str = "set") -> str:
-        """One-line message: no readable video, with the skip count and the commonest reasons."""
-        reasons = Counter(self.skipped.values()).most_common()
-        summary = "; ".join(f"{n} x {reason}" for reason, n in reasons[:3])
-        if len(reasons) > 3:
-            summary += f"; {sum(n for _, n in reasons[3:])} with other reasons"
-        return f"no usable video in the {what}: {len(self.skipped)} videos skipped as unreadable ({summary})"
+        return no_usable_videos_message(self.skipped, what)
+
+
+def no_usable_videos_message(skipped: dict[str, str], what: str = "set") -> str:
+    """One line: no readable video, with the skip count and the commonest reasons (``skipped``: path -> reason)."""
+    reasons = Counter(skipped.values()).most_common()
+    summary = "; ".join(f"{n} x {reason}" for reason, n in reasons[:3])
+    if len(reasons) > 3:
+        summary += f"; {sum(n for _, n in reasons[3:])} with other reasons"
+    return f"no usable video in the {what}: {len(skipped)} videos skipped as unreadable ({summary})"
