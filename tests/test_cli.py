@@ -225,6 +225,8 @@ def test_error_in_init_is_unwrapped_from_jsonargparse_and_lavit_debug_reraises(t
     rc, err = _lightning(capfd, "test", "-c", cfg)
     assert rc == 2 and "Traceback" not in err and "Union" not in err
     assert err.strip().splitlines()[-1] == "lightning test: error: give at least one metric"
+    assert lavit_main(["test", "-c", str(cfg)]) == 2
+    assert capfd.readouterr().err.strip().splitlines()[-1] == "lavit test: error: give at least one metric"
     monkeypatch.setenv("LAVIT_DEBUG", "1")
     with pytest.raises(ValueError, match="give at least one metric"):
         lightning_main(["test", "-c", str(cfg)])
