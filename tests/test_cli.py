@@ -241,6 +241,7 @@ def test_lightning_test_without_weights_prints_the_weights_message_alone(tmp_pat
     r = subprocess.run([str(BIN / "lightning"), "test", "-c", str(ROOT / "configs/eval/fvd.yaml")], capture_output=True,
                        text=True, cwd=tmp_path, env=env, timeout=300)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-3000:]
-    message = r.stderr[r.stderr.index("lightning test: error: "):]
+    assert r.stderr.startswith("lightning test: error: "), r.stderr[:500]  # the message alone
+    message = r.stderr
     assert "rgb_imagenet.pt" in message.splitlines()[0] and "not found" in message.splitlines()[0]
     assert "obtain it from: " in message and str(tmp_path / "weights") in message  # the whole multi-line message
