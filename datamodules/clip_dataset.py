@@ -1,8 +1,7 @@
-"""Map-style dataset of keyframe + motion clips over a video manifest, skipping bad files."""
+"""Map-style dataset of keyframe + motion clips over a video manifest; bad files are replaced, never empty."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -12,22 +11,25 @@ from torch.utils.data import Dataset, DistributedSampler
 from datamodules.manifest import VideoRecord
 from lavit.video import VideoDecodeError, extract_clips, preprocess_keyframes
 
-log = logging.getLogger(__name__)
-
 
 class VideoClipDataset(Dataset):
-    """Item ``(index, epoch)`` -> the clips of video ``index`` chosen for ``epoch``.
+    """Item ``(index, epoch)`` -> the clips of video ``index`` chosen for ``epoch``, or of a stand-in.
 
-    Each item is a dict ``{"clips": [clip, ...], "skipped": None}`` where every clip is
+    Each item is a dict ``{"clips": [clip, ...], "skipped": [(path, reason), ...]}`` where every clip is
     ``{"keyframe": (3, 224, 224) float32, "motion": (2, T, H, W) float32, "caption": str,
-    "video_id": str}``; a video that cannot be decoded gives ``{"clips": [], "skipped": (path, reason)}``
-    so the loader keeps going and the caller counts it. Which clips of a video are used is a pure
-    function of ``(seed, index, epoch)``: the same in every worker, process and resumed run.
+    "video_id": str}``. A video that cannot be decoded is replaced by the first readable video of a
+    scan over the whole set that starts at a random place; the bad files met on the way are listed
+    under ``"skipped"`` for the caller to count. So an item is never empty, every item of an epoch is
+    used and every DDP rank still gets the same number of full batches. If no video of the set is
+    readable the item is ``{"clips": [], "skipped": [...], "exhausted": True}``.
+
+    The stand-in and which clips of a video are used are pure functions of ``(seed, index, epoch)``:
+    the same in every worker, process and resumed run.
 
     Args:
         records: the manifest rows.
         clips_per_video: clips drawn per video per epoch (None = every sampled clip).
-        seed: base seed of the clip choice.
+        seed: base seed of the clip and stand-in choice.
         keyframe_size: side of the preprocessed keyframe.
         cache: keep each video's extracted clips in memory (per worker process) after the first read;
             for small data sets read many epochs (the demo), not for WebVid-scale data.
@@ -49,17 +51,21 @@ class VideoClipDataset(Dataset):
         self.keyframe_size = keyframe_size
         self.extract_options = extract_options
         self.cache: dict[int, Any] | None = {} if cache else None
+        self.bad: dict[int, tuple[str, str]] = {}  # index -> (path, reason), per worker process
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, item: int | tuple[int, int]) -> dict:
         index, epoch = item if isinstance(item, tuple) else (item, 0)
-        record = self.records[index]
-        try:
-            clips = self._extract(index)
-        except VideoDecodeError as err:
-            return {"clips": [], "skipped": (err.path, err.reason)}
+        skipped: list[tuple[str, str]] = []
+        for candidate in self._candidates(index, epoch):
+            clips = self._extract(candidate, skipped)
+            if clips is not None:
+                break
+        else:
+            return {"clips": [], "skipped": skipped, "exhausted": True}
+        record = self.records[candidate]
         chosen = np.arange(len(clips))
         if self.clips_per_video is not None and len(clips) > self.clips_per_video:
             rng = np.random.default_rng([self.seed, index, epoch])
@@ -70,21 +76,33 @@ class VideoClipDataset(Dataset):
                 {"keyframe": keyframes[j], "motion": clips.motion[k], "caption": record.caption, "video_id": record.video_id}
                 for j, k in enumerate(chosen)
             ],
-            "skipped": None,
+            "skipped": skipped,
         }
 
+    def _candidates(self, index: int, epoch: int) -> Iterator[int]:
+        """``index``, then every other index once, from a start drawn from ``(seed, index, epoch)``."""
+        yield index
+        n = len(self.records)
+        start = int(np.random.default_rng([self.seed, index, epoch, 1]).integers(n))
+        for j in range(n):
+            if (start + j) % n != index:
+                yield (start + j) % n
 
-    def _extract(self, index: int):
-        if self.cache is None:
-            return extract_clips(self.records[index].path, **self.extract_options)
-        if index not in self.cache:
+    def _extract(self, index: int, skipped: list[tuple[str, str]]):
+        """The clips of video ``index``, or None (appending ``(path, reason)`` to ``skipped``) if unreadable."""
+        if index not in self.bad:
+            if self.cache is not None and index in self.cache:
+                return self.cache[index]
             try:
-                self.cache[index] = extract_clips(self.records[index].path, **self.extract_options)
+                clips = extract_clips(self.records[index].path, **self.extract_options)
             except VideoDecodeError as err:
-                self.cache[index] = err
-        if isinstance(self.cache[index], VideoDecodeError):
-            raise self.cache[index]
-        return self.cache[index]
+                self.bad[index] = (err.path, err.reason)
+            else:
+                if self.cache is not None:
+                    self.cache[index] = clips
+                return clips
+        skipped.append(self.bad[index])
+        return None
 
 
 def collate_clips(items: list[dict]) -> dict:
@@ -92,13 +110,13 @@ def collate_clips(items: list[dict]) -> dict:
 
     Returns:
         ``{"keyframe": (N, 3, 224, 224), "motion": (N, 2, T, H, W), "caption": [str] * N,
-        "video_id": [str] * N, "skipped": [(path, reason), ...]}``; N may be 0 when every video of
-        the batch was bad.
+        "video_id": [str] * N, "skipped": [(path, reason), ...]}`` with N >= 1; or
+        ``{"exhausted": True, "skipped": [...]}`` when the set has no readable video.
     """
+    skipped = [s for item in items for s in item["skipped"]]
+    if any(item.get("exhausted") for item in items):
+        return {"exhausted": True, "skipped": skipped}
     clips = [c for item in items for c in item["clips"]]
-    skipped = [item["skipped"] for item in items if item["skipped"] is not None]
-    if not clips:
-        return {"keyframe": torch.empty(0, 3, 0, 0), "motion": torch.empty(0, 2, 0, 0, 0), "caption": [], "video_id": [], "skipped": skipped}
     return {
         "keyframe": torch.stack([c["keyframe"] for c in clips]),
         "motion": torch.stack([c["motion"] for c in clips]),

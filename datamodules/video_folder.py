@@ -6,12 +6,14 @@ video files, or a manifest (CSV / JSONL, see ``datamodules.manifest``) that also
 Items: ``{"video": (T, 3, S, S) uint8, "index": int, "video_id": str, "caption": str}``.
 
 Under DDP each rank reads a disjoint shard with no padding (a DistributedSampler pads by repeating
-samples, which would count them twice in a metric); unreadable or too-short videos are skipped,
-counted in ``datamodule.skipped`` and logged, never fatal.
+samples, which would count them twice in a metric); unreadable or too-short videos are left out
+(not replaced: a stand-in would be counted twice too), counted in ``datamodule.skipped`` and logged.
+Batches are never empty; a set with no readable video raises ``NoUsableVideosError``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Iterator
@@ -19,13 +21,11 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from datamodules.manifest import VideoRecord, read_manifest
-from datamodules.skipped import SkippedVideos
+from datamodules.manifest import MANIFEST_SUFFIXES, VideoRecord, read_manifest
+from datamodules.skipped import NoUsableVideosError, SkippedVideos, no_usable_videos_message
 from lavit.pipelines.extract import find_videos
 from lavit.video.errors import VideoDecodeError
 from lavit.video.frames import read_frames
-
-MANIFEST_SUFFIXES = {".csv", ".tsv", ".jsonl"}
 
 
 def read_video_set(source: str | os.PathLike, captions: str | os.PathLike | None = None) -> list[VideoRecord]:
@@ -46,10 +46,12 @@ def read_video_set(source: str | os.PathLike, captions: str | os.PathLike | None
 
 
 class VideoSetDataset(Dataset):
-    """Indexable video set; a bad file gives ``{"skipped": (path, reason), "index": i}``."""
+    """Indexable video set; a bad file gives ``{"skipped": (path, reason), "index": i}``.
+    ``source`` names the set (its folder or manifest) in errors."""
 
-    def __init__(self, records: list[VideoRecord], num_frames: int = 16, where: str = "first", size: int | None = 224):
-        self.records, self.num_frames, self.where, self.size = records, num_frames, where, size
+    def __init__(self, records: list[VideoRecord], num_frames: int = 16, where: str = "first", size: int | None = 224,
+                 source: str = "video set"):
+        self.records, self.num_frames, self.where, self.size, self.source = records, num_frames, where, size, source
 
     def __len__(self) -> int:
         return len(self.records)
@@ -64,7 +66,8 @@ class VideoSetDataset(Dataset):
 
 
 def collate_videos(items: list[dict]) -> dict:
-    """``{"video": (B, T, 3, S, S) uint8, "index": (B,), "video_id", "caption", "skipped"}``; B may be 0."""
+    """``{"video": (B, T, 3, S, S) uint8, "index": (B,), "video_id", "caption", "skipped"}``; B may be 0
+    (``NonEmptyLoader`` drops such batches)."""
     good = [i for i in items if "video" in i]
     skipped = [i["skipped"] for i in items if "skipped" in i]
     return {
@@ -74,6 +77,35 @@ def collate_videos(items: list[dict]) -> dict:
         "caption": [i["caption"] for i in good],
         "skipped": skipped,
     }
+
+
+class NonEmptyLoader(DataLoader):
+    """A DataLoader of ``collate_videos`` batches that never yields an empty one.
+
+    The ``"skipped"`` records of a batch whose videos were all unreadable move to the next batch (or,
+    after the last, to the one before), so ``SkippedVideos`` still counts them. If this process read
+    no video at all it raises ``NoUsableVideosError``; under DDP a rank whose shard was all bad yields
+    nothing and logs its skips (the metrics then see only the other ranks' videos).
+    """
+
+    def __iter__(self):
+        pending: list[tuple[str, str]] = []
+        held = None  # one batch of look-ahead: trailing skips join the last batch
+        for batch in super().__iter__():
+            if len(batch["index"]) == 0:
+                (held["skipped"] if held is not None else pending).extend(batch["skipped"])
+                continue
+            if held is not None:
+                yield held
+            batch["skipped"] = pending + batch["skipped"]
+            pending, held = [], batch
+        if held is not None:
+            yield held
+        elif pending:
+            message = no_usable_videos_message(dict(pending), f"{len(self.dataset)} videos of {self.dataset.source}")
+            if getattr(self.sampler, "num_replicas", 1) == 1:
+                raise NoUsableVideosError(message)
+            log.warning("this rank's shard: %s", message)
 
 
 class ShardSampler(DistributedSampler):
@@ -124,11 +156,11 @@ class VideoFolderDataModule(SkippedVideos):
             self.sets["real"] = self._dataset(self.real, None)
 
     def _dataset(self, source: str, captions: str | None) -> VideoSetDataset:
-        return VideoSetDataset(read_video_set(source, captions), self.num_frames, self.frames, self.resolution)
+        return VideoSetDataset(read_video_set(source, captions), self.num_frames, self.frames, self.resolution, source)
 
     def _loader(self, dataset: VideoSetDataset) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=ShardSampler(dataset), num_workers=self.num_workers,
-                          collate_fn=collate_videos, persistent_workers=False)
+        return NonEmptyLoader(dataset, batch_size=self.batch_size, sampler=ShardSampler(dataset), num_workers=self.num_workers,
+                              collate_fn=collate_videos, persistent_workers=False)
 
     def test_dataloader(self) -> list[DataLoader]:
         return [self._loader(self.sets[name]) for name in ("fake", "real") if name in self.sets]

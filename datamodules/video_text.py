@@ -19,8 +19,9 @@ class VideoTextDataModule(SkippedVideos):
     "video_id": [str]}`` from video manifests (CSV / JSONL / WebVid CSV, see ``read_manifest``).
 
     With no ``train_manifest``, the embedded demo dataset is rendered into ``demo_root`` (no download)
-    and split into train / val by ``val_fraction``. Videos that fail to decode are skipped, counted
-    in ``self.skipped`` (path -> reason) and logged once each; training never stops for them.
+    and split into train / val by ``val_fraction``. Videos that fail to decode are replaced by readable
+    ones (``VideoClipDataset``: batches stay full, every rank gets as many), counted in ``self.skipped``
+    (path -> reason) and logged once each; a set with no readable video raises ``NoUsableVideosError``.
 
     Args:
         train_manifest, val_manifest, test_manifest: manifest files (val/test default to the demo split).
@@ -62,6 +63,12 @@ class VideoTextDataModule(SkippedVideos):
         val_fraction: float = 0.25,
     ):
         super().__init__()
+        for manifest in (train_manifest, val_manifest, test_manifest):
+            if manifest is not None and not Path(manifest).is_file():
+                raise FileNotFoundError(f"manifest not found: {manifest}")
+        if batch_size < 1 or num_workers < 0 or (clips_per_video is not None and clips_per_video < 1):
+            raise ValueError(f"need batch_size >= 1, num_workers >= 0, clips_per_video >= 1 or None; got "
+                             f"{batch_size}, {num_workers}, {clips_per_video}")
         self.save_hyperparameters()
         self.datasets: dict[str, VideoClipDataset] = {}
 

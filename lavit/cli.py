@@ -6,6 +6,7 @@ and the ``lightning`` console script live in ``lightning_modules.cli``.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -15,12 +16,52 @@ PIPELINE_COMMANDS = ("extract", "tokenize", "reconstruct-motion", "demo-data")
 
 
 def pipeline_main(argv: list[str]) -> int:
-    """Run one pipeline subcommand (``argv[0]`` in ``PIPELINE_COMMANDS``); usage errors print one line."""
+    """Run one pipeline subcommand (``argv[0]`` in ``PIPELINE_COMMANDS``); usage errors print one line, exit 2."""
     try:
         return _pipeline(argv)
-    except (FileNotFoundError, ValueError) as err:  # missing weights, mismatched checkpoints: no traceback
+    except (FileNotFoundError, NotADirectoryError, PermissionError, ValueError) as err:
+        # missing inputs or weights, unwritable outputs, mismatched checkpoints: the message, no traceback
         print(f"lavit {argv[0]}: error: {err}", file=sys.stderr)
         return 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``lavit extract: error: ...`` and exit 2, no usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _number(kind: type, minimum: float, strict: bool):
+    """argparse ``type``: a ``kind`` number > ``minimum`` (``strict``) or >= it."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum}, got {text}")
+        return value
+
+    return parse
+
+
+def _output_dir(text: str) -> Path:
+    from lavit.pipelines.extract import check_output_dir
+
+    try:
+        return check_output_dir(text)
+    except OSError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _output_file(text: str) -> Path:
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a folder; give a file name")
+    _output_dir(str(path.parent))
+    return path
 
 
 def print_pipeline_help() -> None:
@@ -28,26 +69,26 @@ def print_pipeline_help() -> None:
 
 
 def _pipeline_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lavit", description="Video-LaVIT pipeline and training CLI.")
+    parser = _Parser(prog="lavit", description="Video-LaVIT pipeline and training CLI.")
     sub = parser.add_subparsers(dest="command", metavar="{extract,tokenize,reconstruct-motion,demo-data,fit,validate,test,predict}")
 
     p = sub.add_parser("extract", help="keyframes (PNG), motion (.npy) and motion pictures per clip")
     _add_clip_options(p)
-    p.add_argument("-o", "--output-dir", type=Path, required=True)
+    p.add_argument("-o", "--output-dir", type=_output_dir, required=True, help="one sub-folder per input video (created)")
 
     t = sub.add_parser("tokenize", help="motion token ids per clip (JSON lines) from a tokenizer checkpoint")
     _add_clip_options(t, checkpoint=True)
-    t.add_argument("-o", "--output", type=Path, required=True, help="JSON-lines file to write")
+    t.add_argument("-o", "--output", type=_output_file, required=True, help="JSON-lines file to write")
 
     r = sub.add_parser("reconstruct-motion", help="decoded motion (.npy) and input-vs-reconstruction pictures")
     _add_clip_options(r, checkpoint=True)
-    r.add_argument("-o", "--output-dir", type=Path, required=True)
+    r.add_argument("-o", "--output-dir", type=_output_dir, required=True)
 
     d = sub.add_parser("demo-data", help="render the embedded demo dataset (videos + manifest.csv)")
     d.add_argument("output_dir", type=Path)
-    d.add_argument("--num-videos", type=int, default=16)
+    d.add_argument("--num-videos", type=_number(int, 1, strict=False), default=16)
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--duration", type=float, default=8.0, help="seconds per video")
+    d.add_argument("--duration", type=_number(float, 0, strict=True), default=8.0, help="seconds per video")
     return parser
 
 
@@ -57,11 +98,12 @@ def _add_clip_options(p: argparse.ArgumentParser, checkpoint: bool = False) -> N
         p.add_argument("--checkpoint", type=Path, required=True, help="motion_tokenizer.bin, .safetensors or a MotionVQVAE .ckpt")
         p.add_argument("--num-heads", type=int, default=None, help="attention heads, when the file does not say (default dim / 64)")
         p.add_argument("--device", default="cpu")
-    p.add_argument("--fps", type=float, default=DEFAULT_FPS)
-    p.add_argument("--max-clips", type=int, default=DEFAULT_MAX_CLIPS, help="clips per video (0 = all)")
+    p.add_argument("--fps", type=_number(float, 0, strict=True), default=DEFAULT_FPS, help="output frame rate (> 0)")
+    p.add_argument("--max-clips", type=_number(int, 0, strict=False), default=DEFAULT_MAX_CLIPS, help="clips per video (0 = all)")
     p.add_argument("--sampling", choices=["official", "dense"], default="official")
     p.add_argument("--normalization", choices=["official", "unit", "pixels"], default="official")
-    p.add_argument("--min-frames", type=int, default=DEFAULT_MIN_FRAMES, help="shorter videos (after resampling) are skipped")
+    p.add_argument("--min-frames", type=_number(int, 1, strict=False), default=DEFAULT_MIN_FRAMES,
+                   help="shorter videos (after resampling) are skipped (>= 1)")
 
 
 def _clip_options(ns: argparse.Namespace) -> dict:

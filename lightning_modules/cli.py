@@ -5,13 +5,26 @@ LightningModule / LightningDataModule is named in YAML by ``class_path`` / ``ini
 are parsed by OmegaConf, so they may interpolate (``${model.init_args.dim}``).
 
 ``lavit`` is the same CLI plus the pipeline subcommands of ``lavit.cli`` (``extract``, ``tokenize``, ...).
+
+Errors in the user's input print one line, ``lightning fit: error: <message>``, and exit with code 2:
+command-line and config errors, and the typed errors (``FileNotFoundError``, ``ValueError`` such as
+``VideoDecodeError``, missing or bad weights, ...) that this project's code raises while the CLI builds
+the classes or runs; a message of several lines (how to obtain missing weights) is shown whole.
+Anything else keeps its traceback, and ``LAVIT_DEBUG=1`` shows the traceback of every error.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 from lavit.cli import PIPELINE_COMMANDS, pipeline_main, print_pipeline_help
+
+DEBUG_ENV = "LAVIT_DEBUG"
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+USER_ERRORS = (FileNotFoundError, NotADirectoryError, PermissionError, ValueError)
+PACKAGES = ("lavit", "datamodules", "lightning_modules", "metrics")
 
 
 def _register_components() -> None:
@@ -21,24 +34,37 @@ def _register_components() -> None:
     import metrics  # noqa: F401
 
 
-def lightning_cli(args: list[str] | None = None, run: bool = True):
-    """The LightningCLI shared by ``lightning`` and ``lavit`` (returns the LightningCLI object)."""
-    from lightning.pytorch.cli import LightningCLI
+def lightning_cli(args: list[str] | None = None, run: bool = True, prog: str | None = None):
+    """The LightningCLI shared by ``lightning`` and ``lavit`` (returns the LightningCLI object);
+    ``prog`` names the command in help and errors (default: from ``sys.argv[0]``)."""
+    from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+    class OneLineErrors(LightningArgumentParser):
+        """Command-line and config errors as one line (``lightning fit: error: ...``), exit 2, no usage block."""
+
+        def error(self, message: str, ex: Exception | None = None):
+            if not self.exit_on_error or os.environ.get(DEBUG_ENV) == "1":
+                super().error(message, ex)
+            prog = (getattr(ex, "subcommand_parser", None) or self).prog.replace(" [options]", "")
+            sys.stderr.write(f"{prog}: error: {' '.join(message.split())} (see {prog} --help)\n")
+            sys.exit(2)
 
     _register_components()
     return LightningCLI(
         subclass_mode_model=True,
         subclass_mode_data=True,
-        parser_kwargs={"parser_mode": "omegaconf"},
+        parser_class=OneLineErrors,
+        parser_kwargs={"parser_mode": "omegaconf", **({"prog": prog} if prog else {})},
         save_config_kwargs={"overwrite": True},
         args=args,
         run=run,
     )
 
 
-def lightning_main(args: list[str] | None = None) -> None:
-    """Console script ``lightning``."""
-    lightning_cli(args)
+def lightning_main(args: list[str] | None = None) -> int | None:
+    """Console script ``lightning``; returns 2 after printing a user error."""
+    argv = sys.argv[1:] if args is None else list(args)
+    return _one_line_errors("lightning", argv, lambda: lightning_cli(args, prog="lightning"))
 
 
 def lavit_main(args: list[str] | None = None) -> int | None:
@@ -49,8 +75,61 @@ def lavit_main(args: list[str] | None = None) -> int | None:
     if not argv or argv[0] in ("-h", "--help"):
         print_pipeline_help()
         print("Training and evaluation (LightningCLI): lavit {fit,validate,test,predict} -c CONFIG.yaml [--help]\n")
-    lightning_cli(argv)
+    return _one_line_errors("lavit", argv, lambda: lightning_cli(args, prog="lavit"))
+
+
+def _one_line_errors(prog: str, argv: list[str], run) -> int | None:
+    try:
+        run()
+    except Exception as err:
+        shown = user_error(err)
+        if shown is None or os.environ.get(DEBUG_ENV) == "1":
+            raise
+        command = " ".join([prog] + argv[:1] if argv and argv[0] in SUBCOMMANDS else [prog])
+        print(f"{command}: error: {shown}", file=sys.stderr)
+        return 2
     return None
+
+
+def user_error(err: BaseException) -> str | None:
+    """The message to show for ``err`` if it is a user error, else None (a bug: keep the traceback).
+
+    jsonargparse wraps an error raised in ``__init__`` while it instantiates a class (the ``Union``
+    of subclass mode: "Does not validate against any of the Union subtypes"), so the cause chain is
+    followed past the errors jsonargparse raised to the one this project's code raised.
+    """
+    from omegaconf.errors import InterpolationResolutionError
+
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, InterpolationResolutionError):  # ${oc.env:FAKE_VIDEOS} with the variable unset
+            return f"{str(err).splitlines()[0]} (config key {err.full_key})"
+        origin = _raised_in(err)
+        if origin is None or "jsonargparse" not in origin.parts:
+            break
+        err = err.__cause__ or err.__context__
+    if err is None or not isinstance(err, USER_ERRORS) or not _is_ours(_raised_in(err)):
+        return None
+    return str(err)
+
+
+def _raised_in(err: BaseException) -> Path | None:
+    tb = err.__traceback__
+    if tb is None:
+        return None
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return Path(tb.tb_frame.f_code.co_filename)
+
+
+def _is_ours(path: Path | None) -> bool:
+    if path is None:
+        return False
+    import importlib
+
+    roots = [Path(importlib.import_module(name).__file__).parent for name in PACKAGES]
+    return any(path.is_relative_to(root) for root in roots)
 
 
 if __name__ == "__main__":

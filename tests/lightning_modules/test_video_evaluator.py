@@ -12,6 +12,9 @@ import pytest
 import torch
 
 from lavit.video.synthetic import random_scene, write_video
+import lightning.pytorch as pl
+
+from datamodules.skipped import NoUsableVideosError
 from datamodules.video_folder import ShardSampler, VideoFolderDataModule
 from lavit.video.frames import read_frames
 from lavit.video.errors import VideoDecodeError
@@ -90,3 +93,36 @@ def test_read_frames_first_and_center(eval_sets):
     assert sum(len(b["video_id"]) for b in batches) == 3
     assert sum(len(b["skipped"]) for b in batches) == 1
     assert batches[0]["video"].shape[1:] == (16, 3, 32, 32)
+
+
+class _BatchSizes(pl.LightningModule):
+    """Records the number of videos in each test batch, per dataloader."""
+
+    def __init__(self):
+        super().__init__()
+        self.sizes = {0: [], 1: []}
+
+    def test_step(self, batch, batch_idx, dataloader_idx=0):
+        self.sizes[dataloader_idx].append(len(batch["video_id"]))
+
+
+def test_no_empty_batches_reach_the_model(eval_sets, tmp_path):
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    for name in ("a_broken.mp4", "fake_0.mp4", "m_broken.mp4", "fake_1.mp4", "z_broken.mp4"):  # sorted order
+        src = eval_sets / "fake" / (name if name.startswith("fake") else "broken.mp4")
+        (fake / name).write_bytes(src.read_bytes())
+    dm = VideoFolderDataModule(fake=str(fake), real=str(eval_sets / "real"), resolution=32, batch_size=1)
+    model = _BatchSizes()
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    trainer.test(model, datamodule=dm)
+    assert model.sizes == {0: [1, 1], 1: [1, 1, 1, 1]}
+    assert sorted(Path(p).name for p in dm.skipped) == ["a_broken.mp4", "m_broken.mp4", "z_broken.mp4"]  # trailing skip too
+
+
+def test_all_bad_set_is_an_error(eval_sets, tmp_path):
+    for k in range(3):
+        (tmp_path / f"broken_{k}.mp4").write_bytes(b"not a video" * k)
+    dm = VideoFolderDataModule(fake=str(tmp_path), resolution=32, batch_size=2)
+    with pytest.raises(NoUsableVideosError, match=r"no usable video in the 3 videos of .*: 3 videos skipped as unreadable \(.*\)"):
+        pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=tmp_path).test(_BatchSizes(), datamodule=dm)
