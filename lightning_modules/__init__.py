@@ -1,9 +1,24 @@
 """LightningModules: training / validation / test steps, optimisers and logging for each stage.
 
-Each module delegates the maths to ``lavit``.
+Each module delegates the maths to ``lavit``. The classes load lazily (PEP 562), so that the ``lavit``
+console script, whose entry point lives in ``lightning_modules.cli``, starts its pipeline commands
+without importing Lightning.
 """
 
-from lightning_modules.motion_vqvae import MotionVQVAE
-from lightning_modules.video_evaluator import VideoEvaluator
+import importlib
 
-__all__ = ["MotionVQVAE", "VideoEvaluator"]
+_CLASSES = {"MotionVQVAE": "lightning_modules.motion_vqvae", "VideoEvaluator": "lightning_modules.video_evaluator"}
+
+__all__ = sorted(_CLASSES)
+
+
+def __getattr__(name: str):
+    if name in _CLASSES:
+        return getattr(importlib.import_module(_CLASSES[name]), name)
+    raise AttributeError(f"module 'lightning_modules' has no attribute {name!r}")
+
+
+def import_all() -> None:
+    """Import every LightningModule (what makes them resolvable by short name in ``class_path``)."""
+    for module in _CLASSES.values():
+        importlib.import_module(module)

@@ -30,8 +30,10 @@ PACKAGES = ("lavit", "datamodules", "lightning_modules", "metrics")
 def _register_components() -> None:
     # Importing the packages makes their classes resolvable by short name in class_path.
     import datamodules  # noqa: F401
-    import lightning_modules  # noqa: F401
+    import lightning_modules
     import metrics  # noqa: F401
+
+    lightning_modules.import_all()
 
 
 def lightning_cli(args: list[str] | None = None, run: bool = True, prog: str | None = None):
