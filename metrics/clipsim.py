@@ -1,4 +1,4 @@
-"""CLIPSIM: mean cosine similarity between each frame and the video's caption (SPEC section 6)."""
+"""CLIPSIM: mean cosine similarity between each frame and the video's caption (docs/spec.md §6)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Input videos are ``(B, T, 3, H, W)``: uint8, or float in the declared ``value_range``. Each video's
 protocol frames (16 by default) are resized to 224x224, mapped to [-1, 1] and passed through I3D; the
-feature is the 400-d logit vector averaged over time (SPEC section 6).
+feature is the 400-d logit vector averaged over time (docs/spec.md §6).
 """
 
 from __future__ import annotations

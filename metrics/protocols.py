@@ -1,4 +1,4 @@
-"""Named evaluation protocols for the video metrics (SPEC section 6).
+"""Named evaluation protocols for the video metrics (docs/spec.md §6).
 
 Each preset fixes what papers silently disagree on: covariance normalisation, clip length, which
 frames, resize rule and input scaling. Pass ``protocol=`` to a metric; every field can still be

@@ -123,7 +123,7 @@ def extract_clips(
     in_memory: bool = True,
     transcode: bool = True,
 ) -> VideoClips:
-    """Decompose a video into keyframes and motion-vector clips (SPEC section 1).
+    """Decompose a video into keyframes and motion-vector clips (docs/spec.md §1).
 
     Re-encodes ``source`` as MPEG-4 Part 2, samples clips that start at I-frames and decodes just
     those clips' frames with motion-vector export. The compressed stream is kept in memory up to

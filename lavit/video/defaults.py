@@ -1,4 +1,4 @@
-"""Clip settings of the compressed-video pipeline, defined once (SPEC section 1).
+"""Clip settings of the compressed-video pipeline, defined once (docs/spec.md §1).
 
 The API (``extract_clips``), the command line (``lavit extract``) and the DataModules all take their
 defaults from here.

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from lavit.video.defaults import FIELD_SIZE
 from lavit.video.validation import check_choice, check_size
 
-# Dataset std of the (w, h)-normalised vectors used by the official release (SPEC section 1).
+# Dataset std of the (w, h)-normalised vectors used by the official release (docs/spec.md §1).
 OFFICIAL_MOTION_STD = (0.0993703, 0.1130276)
 # The official LM / tokenizer path feeds values 10x larger than the std-normalised ones; the
 # tokenizer's decoded motion is divided by this again before it conditions the video detokenizer.

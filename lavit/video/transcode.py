@@ -1,6 +1,6 @@
 """Re-encode any video FFmpeg reads as MPEG-4 Part 2, in process (PyAV, no ffmpeg binary).
 
-The encoder settings are the official ones (SPEC section 1): libavcodec ``mpeg4`` at 6 fps,
+The encoder settings are the official ones (docs/spec.md §1): libavcodec ``mpeg4`` at 6 fps,
 8000 kb/s, an I-frame every 12 frames, no B-frames. Frame-rate conversion follows FFmpeg's ``fps``
 filter (round to nearest): output slot ``k`` at time ``k / fps`` shows the newest source frame whose
 timestamp rounds to a slot ``<= k``, so variable-frame-rate input is resampled by time, not by index.
