@@ -60,7 +60,7 @@ if str(REPO) not in sys.path:  # when run from a checkout without an install
     sys.path.insert(0, str(REPO))
 
 from lavit.modules.spatiotemporal import Attention  # noqa: E402
-from lavit.tokenizers.motion_tokenizer import MotionTokenizer  # noqa: E402
+from lavit.tokenizers.motion_tokenizer import MotionTokenizer, MotionTokenizerConfig  # noqa: E402
 
 CONFIGS = {
     "paper": dict(dim=512, num_heads=8, stage_depths=(3, 3, 3, 3)),
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.manual_seed(0)
     start = time.perf_counter()
-    model = MotionTokenizer(**CONFIGS[args.config]).to(device).eval()
+    model = MotionTokenizer(MotionTokenizerConfig(**CONFIGS[args.config])).to(device).eval()
     build_s = time.perf_counter() - start
     n_params = sum(p.numel() for p in model.parameters())
     generator = torch.Generator().manual_seed(args.seed)

@@ -31,7 +31,7 @@ def _cli(tmp_path, demo_root, *extra):
 
 
 def test_fit_checkpoint_picture_and_test_metrics(tmp_path, demo_root):
-    cli = lightning_cli(["fit", *_cli(tmp_path, demo_root, "--trainer.max_steps=4", "--model.init_args.input_scale=0.5")])
+    cli = lightning_cli(["fit", *_cli(tmp_path, demo_root, "--trainer.max_steps=4", "--model.init_args.tokenizer.input_scale=0.5")])
     ckpt_path = cli.trainer.checkpoint_callback.best_model_path or cli.trainer.checkpoint_callback.last_model_path
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     assert set(ckpt["quantizer_training_state"]) >= {"cluster_size", "unused_steps", "recent", "steps"}
@@ -100,9 +100,9 @@ def usage_root(tmp_path_factory):
 def _val_usage(tmp_path, root, dead_code_steps):
     args = ["-c", str(TINY), f"--data.init_args.demo_root={root}", "--data.init_args.demo_num_videos=24",
             "--data.init_args.val_fraction=0.5", "--data.init_args.clips_per_video=null", "--data.init_args.batch_size=8",
-            "--data.init_args.field_size=[8,16]", "--model.init_args.field_size=[8,16]",
-            "--model.init_args.codebook_size=64", f"--model.init_args.dead_code_steps={dead_code_steps}",
-            "--model.init_args.lr=1e-3", "--model.init_args.decay=0.99", "--trainer.max_steps=100",
+            "--model.init_args.tokenizer.field_size=[8,16]",
+            "--model.init_args.tokenizer.codebook_size=64", f"--model.init_args.tokenizer.dead_code_steps={dead_code_steps}",
+            "--model.init_args.lr=1e-3", "--model.init_args.tokenizer.decay=0.99", "--trainer.max_steps=100",
             "--trainer.limit_val_batches=null", "--trainer.check_val_every_n_epoch=1000",
             f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false", "--trainer.logger=false"]
     cli = lightning_cli(["fit", *args])
