@@ -129,9 +129,10 @@ def usage_root(tmp_path_factory):
 def _val_usage(tmp_path, root, dead_code_steps):
     args = ["-c", str(TINY), f"--data.init_args.demo_root={root}", "--data.init_args.demo_num_videos=24",
             "--data.init_args.val_fraction=0.5", "--data.init_args.clips_per_video=null", "--data.init_args.batch_size=8",
-            "--model.init_args.tokenizer.field_size=[8,16]",
-            "--model.init_args.tokenizer.codebook_size=64", f"--model.init_args.tokenizer.dead_code_steps={dead_code_steps}",
-            "--model.init_args.lr=1e-3", "--model.init_args.tokenizer.decay=0.99", "--trainer.max_steps=100",
+            "--data.init_args.field_size=[8,16]", "--model.init_args.tokenizer.field_size=[8,16]",
+            # the mapping form: jsonargparse 4.53 rejects `--model.init_args.tokenizer.dead_code_steps=null`
+            f"--model.init_args.tokenizer={{codebook_size: 64, dead_code_steps: {dead_code_steps}, decay: 0.99}}",
+            "--model.init_args.lr=1e-3", "--trainer.max_steps=100",
             "--trainer.limit_val_batches=null", "--trainer.check_val_every_n_epoch=1000",
             f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false", "--trainer.logger=false"]
     cli = lightning_cli(["fit", *args])

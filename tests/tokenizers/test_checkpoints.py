@@ -11,7 +11,6 @@ from safetensors.torch import load_file
 
 import lavit
 from lavit.tokenizers import MotionTokenizer, MotionTokenizerConfig, read_motion_tokenizer_checkpoint, save_motion_tokenizer
-from lavit.tokenizers.convert_checkpoint import convert_checkpoint
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 OLD_CKPT = FIXTURES / "motion_vqvae_04a15bb.ckpt"
