@@ -55,7 +55,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from lavit.modules.spatiotemporal import Attention  # noqa: E402
-from lavit.tokenizers.motion_tokenizer import MotionTokenizer  # noqa: E402
+from lavit.tokenizers.motion_tokenizer import MotionTokenizer, MotionTokenizerConfig  # noqa: E402
 
 CONFIGS = {
     "paper": dict(dim=512, num_heads=8, stage_depths=(3, 3, 3, 3)),
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.manual_seed(0)
     start = time.perf_counter()
-    model = MotionTokenizer(**CONFIGS[args.config]).to(device).eval()
+    model = MotionTokenizer(MotionTokenizerConfig(**CONFIGS[args.config])).to(device).eval()
     build_s = time.perf_counter() - start
     n_params = sum(p.numel() for p in model.parameters())
     generator = torch.Generator().manual_seed(args.seed)

@@ -6,8 +6,9 @@ Nothing in this package imports Lightning; the training loops live in ``lightnin
 __version__ = "0.1.0"
 
 
-def load_motion_tokenizer(path_or_state_dict, **config):
-    """Build the motion tokenizer and load weights strictly; see ``lavit.tokenizers.load_motion_tokenizer``."""
+def load_motion_tokenizer(source=None, config=None, **overrides):
+    """Build the motion tokenizer from a file's config and load its weights strictly; see
+    ``lavit.tokenizers.load_motion_tokenizer``."""
     from lavit.tokenizers.loading import load_motion_tokenizer as load
 
-    return load(path_or_state_dict, **config)
+    return load(source, config, **overrides)

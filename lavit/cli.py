@@ -96,7 +96,7 @@ def _add_clip_options(p: argparse.ArgumentParser, checkpoint: bool = False) -> N
     p.add_argument("videos", nargs="+", type=Path, help="video files or folders (searched recursively)")
     if checkpoint:
         p.add_argument("--checkpoint", type=Path, required=True, help="motion_tokenizer.bin, .safetensors or a MotionVQVAE .ckpt")
-        p.add_argument("--num-heads", type=int, default=None, help="attention heads, when the file does not say (default dim / 64)")
+        p.add_argument("--num-heads", type=int, default=None, help="attention heads, for weights that carry no config (the official ones: 8)")
         p.add_argument("--device", default="cpu")
     p.add_argument("--fps", type=_number(float, 0, strict=True), default=DEFAULT_FPS, help="output frame rate (> 0)")
     p.add_argument("--max-clips", type=_number(int, 0, strict=False), default=DEFAULT_MAX_CLIPS, help="clips per video (0 = all)")
@@ -104,6 +104,8 @@ def _add_clip_options(p: argparse.ArgumentParser, checkpoint: bool = False) -> N
     p.add_argument("--normalization", choices=["official", "unit", "pixels"], default="official")
     p.add_argument("--min-frames", type=_number(int, 1, strict=False), default=DEFAULT_MIN_FRAMES,
                    help="shorter videos (after resampling) are skipped (>= 1)")
+    if checkpoint:  # the clip settings the checkpoint was trained with, unless given (lavit.tokenizers.loading.clip_options)
+        p.set_defaults(fps=None, sampling=None, normalization=None)
 
 
 def _clip_options(ns: argparse.Namespace) -> dict:

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 
-from lavit.tokenizers.loading import load_motion_tokenizer, read_state_dict, strip_prefix
-from lavit.tokenizers.motion_tokenizer import PAPER_STRIDES, MotionTokenizer
+from lavit.distributed import all_reduce_sum
+from lavit.tokenizers.loading import is_legacy_hyperparameters, read_motion_tokenizer_checkpoint
+from lavit.tokenizers.motion_config import MotionTokenizerConfig
+from lavit.tokenizers.motion_tokenizer import MotionTokenizer
+from lavit.tokenizers.quantizer import codebook_statistics
 from lavit.video.fields import OFFICIAL_MOTION_STD, OFFICIAL_TOKENIZER_SCALE
 from lavit.video.flow_image import motion_comparison_picture
+from lavit.weights import load_state_dict_strict
 from lightning_modules.schedules import warmup_cosine
 
 
@@ -31,37 +34,22 @@ class MotionVQVAE(pl.LightningModule):
     picture of input vs reconstructed motion to ``<log_dir>/reconstructions/`` and to the logger.
 
     Args:
-        dim ... quantizer_warmup_steps, init_std, input_scale: ``lavit.tokenizers.MotionTokenizer``
-            arguments (paper defaults; small models want ``init_std: null``).
+        tokenizer: the ``lavit.tokenizers.MotionTokenizerConfig``, whole: a preset name (``"paper"``,
+            ``"demo"``, ``"tiny"``) or the fields (YAML ``tokenizer: {dim: 32, ...}``). Checkpoints store
+            it as a plain mapping under ``hyper_parameters["tokenizer"]``.
         lr, weight_decay, betas: AdamW (no decay on biases, norms and position embeddings).
         warmup_steps, min_lr_ratio: linear warm-up then cosine decay to ``lr * min_lr_ratio``.
         normalization: how the data module normalised motion ("official" / "unit" / "pixels"),
             used to express EPE in pixels.
         pixel_frame_size: (H, W) of the frame EPE in pixels refers to (the 20 x 36 grid ~ 320 x 576).
         init_weights: optional tokenizer weights to start from (official ``motion_tokenizer.bin``,
-            safetensors, or a checkpoint of this module).
+            safetensors, or a checkpoint of this module); keys and shapes must match ``tokenizer``.
         num_pictures: clips shown in the validation picture.
     """
 
     def __init__(
         self,
-        dim: int = 512,
-        num_heads: int = 8,
-        stage_depths: Sequence[int] = (3, 3, 3, 3),
-        strides: Sequence[Sequence[int]] = PAPER_STRIDES,
-        num_frames: int = 24,
-        field_size: Sequence[int] = (20, 36),
-        mlp_ratio: float = 4.0,
-        codebook_size: int = 1024,
-        codebook_dim: int = 32,
-        decay: float = 0.995,
-        commitment_weight: float = 0.25,
-        kmeans_init: bool = True,
-        dead_code_steps: int | None = 100,
-        restart_buffer: int = 4096,
-        quantizer_warmup_steps: int = 0,
-        init_std: float | None = 0.02,
-        input_scale: float = 1.0,
+        tokenizer: MotionTokenizerConfig | str = "paper",
         lr: float = 1e-4,
         weight_decay: float = 0.05,
         betas: Sequence[float] = (0.9, 0.99),
@@ -73,18 +61,13 @@ class MotionVQVAE(pl.LightningModule):
         num_pictures: int = 2,
     ):
         super().__init__()
+        config = MotionTokenizerConfig.coerce(tokenizer)  # also a mapping, as load_from_checkpoint passes it
+        tokenizer = config.to_dict()  # noqa: F841 -- save_hyperparameters reads the argument from this frame: store plain values
         self.save_hyperparameters()
-        self.tokenizer = MotionTokenizer(
-            dim=dim, num_heads=num_heads, stage_depths=tuple(stage_depths), strides=tuple(map(tuple, strides)),
-            num_frames=num_frames, field_size=tuple(field_size), mlp_ratio=mlp_ratio, codebook_size=codebook_size,
-            codebook_dim=codebook_dim, decay=decay, commitment_weight=commitment_weight, kmeans_init=kmeans_init,
-            dead_code_steps=dead_code_steps, restart_buffer=restart_buffer, quantizer_warmup_steps=quantizer_warmup_steps,
-            init_std=init_std, input_scale=input_scale,
-        )
+        self.tokenizer = MotionTokenizer(config)
         if init_weights:
-            state = strip_prefix(read_state_dict(init_weights, "motion tokenizer weights"), "encoder.in_proj.weight")
-            load_motion_tokenizer(state, num_heads=num_heads)  # validates keys and shapes, naming any mismatch
-            self.tokenizer.load_state_dict(state, strict=True)
+            checkpoint = read_motion_tokenizer_checkpoint(init_weights)
+            load_state_dict_strict(self.tokenizer, checkpoint.state, checkpoint.source)
             self.tokenizer.quantize.initialized.fill_(True)
         h, w = pixel_frame_size
         unit_to_px = torch.tensor([float(w), float(h)])
@@ -150,11 +133,8 @@ class MotionVQVAE(pl.LightningModule):
         counts = self._epoch_counts
         if counts is None:
             counts = torch.zeros(self.tokenizer.quantize.num_codes, device=self.device)
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(counts)
-        probs = counts / counts.sum().clamp(min=1)
-        perplexity = torch.exp(-(probs * torch.log(probs.clamp(min=1e-12))).sum())
-        self.log_dict({f"{stage}/usage": (counts > 0).float().mean(), f"{stage}/perplexity": perplexity}, rank_zero_only=True)
+        usage, perplexity = codebook_statistics(all_reduce_sum(counts))
+        self.log_dict({f"{stage}/usage": usage, f"{stage}/perplexity": perplexity}, rank_zero_only=True)
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch_usage("val")
@@ -207,6 +187,13 @@ class MotionVQVAE(pl.LightningModule):
         checkpoint["quantizer_training_state"] = self.tokenizer.quantize.training_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        hparams = checkpoint.get("hyper_parameters")
+        if isinstance(hparams, Mapping) and is_legacy_hyperparameters(hparams):
+            raise ValueError(
+                "this MotionVQVAE checkpoint holds the tokenizer arguments flat (written before the config was "
+                "nested); convert it once with `python -m lavit.tokenizers.convert_checkpoint OLD.ckpt NEW.ckpt` "
+                "(lavit.load_motion_tokenizer reads it as it is)"
+            )
         state = checkpoint.get("quantizer_training_state")
         if state is not None:
             self.tokenizer.quantize.load_training_state(state)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from metrics.networks.weights import load_state_dict_file, resolve_weights
+from lavit.weights import WeightsError, read_state_dict, resolve_weights
 
 INCEPTION_SIZE = 299
 
@@ -42,7 +42,7 @@ class InceptionFeatures(nn.Module):
         if resize not in ("torch-fidelity", "clean"):
             raise ValueError(f"resize must be 'torch-fidelity' or 'clean', got {resize!r}")
         self.resize = resize
-        state = load_state_dict_file(resolve_weights("inception_v3_fid", weights))
+        state = read_state_dict(resolve_weights("inception_v3_fid", weights))
         buffer = io.BytesIO()
         torch.save(state, buffer)
         buffer.seek(0)
@@ -72,7 +72,8 @@ class ClipModel(nn.Module):
     Args:
         model_name: open_clip architecture name (``"ViT-B-16"`` for CLIPSIM, ``"ViT-B-32"`` for PYoCo's FID).
         weights: open_clip checkpoint (state dict ``.bin`` / ``.pt`` or ``.safetensors``), read with
-            ``weights_only=True`` by open_clip; e.g. the ``open_clip_pytorch_model.bin`` of
+            ``weights_only=True`` (checked by ``lavit.weights.read_state_dict`` first, then read by
+            open_clip); e.g. the ``open_clip_pytorch_model.bin`` of
             ``timm/vit_base_patch16_clip_224.openai`` on the Hugging Face hub.
     """
 
@@ -86,7 +87,11 @@ class ClipModel(nn.Module):
                 f"open_clip_pytorch_model.bin from https://huggingface.co/timm/vit_base_patch16_clip_224.openai "
                 f"(ViT-B-16) or https://huggingface.co/timm/vit_base_patch32_clip_224.openai (ViT-B-32)"
             )
-        self.model, _, self.preprocess = open_clip.create_model_and_transforms(model_name, pretrained=str(weights))
+        read_state_dict(weights)  # empty, truncated, unsafe or non-finite files: a WeightsError naming the file
+        try:
+            self.model, _, self.preprocess = open_clip.create_model_and_transforms(model_name, pretrained=str(weights))
+        except RuntimeError as error:  # open_clip's strict load_state_dict: keys or shapes of another model
+            raise WeightsError(weights, f"does not match open_clip {model_name}: {' '.join(str(error).split())[:800]}") from error
         self.model.eval().requires_grad_(False)
         self.tokenizer = open_clip.get_tokenizer(model_name)
 

@@ -142,13 +142,3 @@ def check_output_dir(output_dir: str | os.PathLike) -> Path:
     except OSError as err:
         raise PermissionError(f"output folder {out} is not writable ({err.strerror})") from err
     return out
-
-
-def unique_name(stem: str, used: set[str]) -> str:
-    """``stem``, or ``stem_2``, ``stem_3``... if an earlier video already took it."""
-    name, i = stem, 1
-    while name in used:
-        i += 1
-        name = f"{stem}_{i}"
-    used.add(name)
-    return name

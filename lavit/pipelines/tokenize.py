@@ -1,4 +1,9 @@
-"""Motion tokens and reconstructed motion for videos (``lavit tokenize``, ``lavit reconstruct-motion``)."""
+"""Motion tokens and reconstructed motion for videos (``lavit tokenize``, ``lavit reconstruct-motion``).
+
+Clips are extracted with the settings the tokenizer was trained on, read from its checkpoint (field
+size and clip length from its config; fps, sampling and normalisation from the data module's saved
+settings; the paper's for official weights); explicit ``options`` override them.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lavit.pipelines.extract import ExtractReport, iter_video_clips, unique_name
-from lavit.tokenizers.loading import load_motion_tokenizer
+from lavit.pipelines.extract import ExtractReport, iter_video_clips, output_folder_name
+from lavit.tokenizers.loading import clip_options, load_motion_tokenizer, read_motion_tokenizer_checkpoint
+from lavit.tokenizers.motion_tokenizer import MotionTokenizer
 from lavit.video.flow_image import motion_comparison_picture
 
 
@@ -26,12 +32,18 @@ def tokenize_videos(
     tokenizer_config: dict[str, Any] | None = None,
     **options: Any,
 ) -> ExtractReport:
-    """Write one JSON line per video to ``output``: ``{"video", "starts", "tokens": [[135 ids] per clip]}``.
+    """Write one JSON line per video to ``output``: ``{"video", "starts", "tokens": [[num_tokens ids] per clip]}``.
 
     ``checkpoint`` is the official ``motion_tokenizer.bin``, a safetensors file or one of our
-    MotionVQVAE checkpoints; ``options`` go to ``extract_clips`` (use the normalisation it was trained on).
+    MotionVQVAE checkpoints; ``tokenizer_config`` holds config overrides (``num_heads`` for files
+    without config); ``options`` go to ``extract_clips`` and override the checkpoint's settings
+    (None values are ignored).
+
+    Raises:
+        ValueError: a ``field_size`` or ``clip_len`` the tokenizer cannot take; see also
+            ``load_motion_tokenizer``.
     """
-    model = load_motion_tokenizer(checkpoint, **(tokenizer_config or {})).to(device)
+    model, options = _tokenizer_and_options(checkpoint, device, tokenizer_config, options)
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
     report = ExtractReport()
@@ -52,17 +64,24 @@ def reconstruct_motion_videos(
     tokenizer_config: dict[str, Any] | None = None,
     **options: Any,
 ) -> ExtractReport:
-    """Per video, ``<output_dir>/<stem>/``: ``motion_rec_{k}.npy`` (2, 24, 20, 36) decoded from the
-    tokens and ``motion_rec.png`` (input above reconstruction, per clip)."""
-    model = load_motion_tokenizer(checkpoint, **(tokenizer_config or {})).to(device)
+    """Per video, ``<output_dir>/<stem>_<hash>/`` (``output_folder_name``): ``motion_rec_{k}.npy`` (2, T, H, W: the tokenizer's input
+    shape, (2, 24, 20, 36) for the paper's) decoded from the tokens and ``motion_rec.png`` (input above
+    reconstruction, per clip). Arguments as ``tokenize_videos``."""
+    model, options = _tokenizer_and_options(checkpoint, device, tokenizer_config, options)
     root = Path(output_dir)
-    used: set[str] = set()
     report = ExtractReport()
     for path, clips in iter_video_clips(videos, report, progress, "reconstruct", **options):
         rec = torch.cat([model.reconstruct(m.to(device)).float().cpu() for m in clips.motion.split(batch_size)])
-        folder = root / unique_name(path.stem, used)
+        folder = root / output_folder_name(path)
         folder.mkdir(parents=True, exist_ok=True)
         for k, clip in enumerate(rec):
             np.save(folder / f"motion_rec_{k:02d}.npy", clip.numpy())
         Image.fromarray(motion_comparison_picture(clips.motion.numpy(), rec.numpy())).save(folder / "motion_rec.png")
     return report
+
+
+def _tokenizer_and_options(checkpoint, device, tokenizer_config, options) -> tuple[MotionTokenizer, dict[str, Any]]:
+    """The loaded tokenizer and the ``extract_clips`` options for it (the checkpoint's, then ``options``)."""
+    saved = read_motion_tokenizer_checkpoint(checkpoint)
+    model = load_motion_tokenizer(saved, **(tokenizer_config or {}))
+    return model.to(device), clip_options(saved, model.config, **options)

@@ -1,7 +1,17 @@
 """Tokenizers: the motion VQ-VAE (and, later, the LaVIT keyframe tokenizer)."""
 
-from lavit.tokenizers.loading import load_motion_tokenizer
+from lavit.tokenizers.loading import load_motion_tokenizer, read_motion_tokenizer_checkpoint, save_motion_tokenizer
+from lavit.tokenizers.motion_config import MOTION_TOKENIZER_CONFIGS, MotionTokenizerConfig
 from lavit.tokenizers.motion_tokenizer import MotionTokenizer
 from lavit.tokenizers.quantizer import NormEMAQuantizer, QuantizerOutput
 
-__all__ = ["MotionTokenizer", "NormEMAQuantizer", "QuantizerOutput", "load_motion_tokenizer"]
+__all__ = [
+    "MOTION_TOKENIZER_CONFIGS",
+    "MotionTokenizer",
+    "MotionTokenizerConfig",
+    "NormEMAQuantizer",
+    "QuantizerOutput",
+    "load_motion_tokenizer",
+    "read_motion_tokenizer_checkpoint",
+    "save_motion_tokenizer",
+]

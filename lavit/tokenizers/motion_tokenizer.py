@@ -16,9 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from lavit.modules.spatiotemporal import SpatioTemporalBlock
+from lavit.tokenizers.motion_config import PAPER_STRIDES, MotionTokenizerConfig
 from lavit.tokenizers.quantizer import NormEMAQuantizer, QuantizerOutput
 
-PAPER_STRIDES = ((1, 2, 2), (2, 1, 1), (2, 1, 1), (2, 2, 2))
+__all__ = ["PAPER_STRIDES", "MotionTokenizer", "MotionTokenizerConfig"]
 
 
 def _same_padding(stride: Sequence[int]) -> tuple[int, ...]:
@@ -135,80 +136,48 @@ class MotionDecoder(nn.Module):
 
 
 class MotionTokenizer(nn.Module):
-    """Motion VQ-VAE. Defaults are the paper size (158,476,322 parameters).
+    """Motion VQ-VAE built from a :class:`MotionTokenizerConfig` (default: the paper size, 158,476,322
+    parameters; ``MotionTokenizerConfig.from_name("demo")`` etc. for the presets).
 
-    Args:
-        dim, num_heads, mlp_ratio: transformer width (512), heads (8 of 64), MLP ratio (4).
-        stage_depths: blocks per stage in encoder and decoder ((3, 3, 3, 3)).
-        strides: (t, h, w) stride of the conv after each encoder stage; the decoder upsamples by
-            the same factors in reverse.
-        num_frames, field_size: clip shape (24 frames of 20 x 36).
-        in_channels: motion channels (2).
-        codebook_size, codebook_dim: 1024 codes of 32 dimensions.
-        decay, commitment_weight, kmeans_init, dead_code_steps, restart_buffer: see NormEMAQuantizer.
-        quantizer_warmup_steps: NormEMAQuantizer ``warmup_steps`` (autoencoder phase before quantising).
-        init_std: weight initialisation (0.02, official) or None for PyTorch's fan-in defaults
-            (see ``init_weights``).
-        input_scale: motion is multiplied by this before the encoder and the decoder's output divided
-            by it, so inputs and reconstructions stay in the caller's units (1.0 for the official
-            weights). Like a VAE's scaling factor it is part of a trained tokenizer's config.
+    Attributes:
+        config: the config it was built from (saved with its weights by ``save_motion_tokenizer``).
+        input_shape: (C, T, H, W) of one clip. token_grid: (t, h, w) of its tokens.
     """
 
-    def __init__(
-        self,
-        dim: int = 512,
-        num_heads: int = 8,
-        stage_depths: Sequence[int] = (3, 3, 3, 3),
-        strides: Sequence[Sequence[int]] = PAPER_STRIDES,
-        num_frames: int = 24,
-        field_size: Sequence[int] = (20, 36),
-        in_channels: int = 2,
-        mlp_ratio: float = 4.0,
-        codebook_size: int = 1024,
-        codebook_dim: int = 32,
-        decay: float = 0.995,
-        commitment_weight: float = 0.25,
-        kmeans_init: bool = False,
-        dead_code_steps: int | None = None,
-        restart_buffer: int = 4096,
-        quantizer_warmup_steps: int = 0,
-        eps: float = 1e-5,
-        init_std: float | None = 0.02,
-        input_scale: float = 1.0,
-    ):
+    def __init__(self, config: MotionTokenizerConfig | None = None):
         super().__init__()
-        if not input_scale > 0:
-            raise ValueError(f"input_scale must be positive, got {input_scale}")
-        self.input_scale = float(input_scale)
-        if len(stage_depths) != len(strides):
-            raise ValueError(f"stage_depths {tuple(stage_depths)} and strides {tuple(strides)} need one entry per stage")
-        self.input_shape = (in_channels, num_frames, *field_size)
-        grid = [num_frames, *field_size]
-        for stride in strides:
-            for axis, s in enumerate(stride):
-                if grid[axis] % s:
-                    raise ValueError(f"clip shape {tuple(self.input_shape[1:])} is not divisible by the strides {tuple(map(tuple, strides))}")
-                grid[axis] //= s
-        self.token_grid = tuple(grid)
-        self.encoder = MotionEncoder(in_channels, dim, num_heads, stage_depths, strides, num_frames, field_size, mlp_ratio, eps, init_std)
-        self.decoder = MotionDecoder(codebook_dim, dim, num_heads, stage_depths, strides, mlp_ratio, eps, init_std)
-        self.encode_task_layer = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, codebook_dim))
-        self.decode_task_layer = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, in_channels))
-        init_weights(self.encode_task_layer, init_std)
-        init_weights(self.decode_task_layer, init_std)
-        self.quantize = NormEMAQuantizer(codebook_size, codebook_dim, decay, commitment_weight, kmeans_init,
-                                         dead_code_steps=dead_code_steps, restart_buffer=restart_buffer,
-                                         warmup_steps=quantizer_warmup_steps)
+        c = MotionTokenizerConfig() if config is None else config
+        if not isinstance(c, MotionTokenizerConfig):
+            raise TypeError(f"MotionTokenizer takes a MotionTokenizerConfig, got {type(c).__name__}")
+        self.config = c
+        self.input_scale = float(c.input_scale)
+        self.input_shape = c.input_shape
+        self.token_grid = c.token_grid
+        self.encoder = MotionEncoder(c.in_channels, c.dim, c.num_heads, c.stage_depths, c.strides, c.num_frames, c.field_size,
+                                     c.mlp_ratio, c.eps, c.init_std)
+        self.decoder = MotionDecoder(c.codebook_dim, c.dim, c.num_heads, c.stage_depths, c.strides, c.mlp_ratio, c.eps, c.init_std)
+        self.encode_task_layer = nn.Sequential(nn.Linear(c.dim, c.dim), nn.Tanh(), nn.Linear(c.dim, c.codebook_dim))
+        self.decode_task_layer = nn.Sequential(nn.Linear(c.dim, c.dim), nn.Tanh(), nn.Linear(c.dim, c.in_channels))
+        init_weights(self.encode_task_layer, c.init_std)
+        init_weights(self.decode_task_layer, c.init_std)
+        self.quantize = NormEMAQuantizer(c.codebook_size, c.codebook_dim, c.decay, c.commitment_weight, c.kmeans_init,
+                                         dead_code_steps=c.dead_code_steps, restart_buffer=c.restart_buffer,
+                                         warmup_steps=c.quantizer_warmup_steps)
 
     @property
     def num_tokens(self) -> int:
         return math.prod(self.token_grid)
 
     def check_motion(self, motion: torch.Tensor) -> None:
-        """Raise a ValueError naming the expected (B, 2, 24, 20, 36) float input."""
+        """Raise a ValueError naming the expected (B, 2, 24, 20, 36) finite float input."""
         if not isinstance(motion, torch.Tensor) or motion.ndim != 5 or tuple(motion.shape[1:]) != self.input_shape or not motion.is_floating_point():
             got = f"{tuple(motion.shape)} {motion.dtype}" if isinstance(motion, torch.Tensor) else type(motion).__name__
             raise ValueError(f"motion must be a floating-point tensor of shape (B, {', '.join(map(str, self.input_shape))}), got {got}")
+        finite = torch.isfinite(motion)
+        if not bool(finite.all()):  # NaN would otherwise quantise silently to token 0 everywhere
+            nan, inf = int(torch.isnan(motion).sum()), int(torch.isinf(motion).sum())
+            clips = sorted({int(i) for i in (~finite).flatten(1).any(1).nonzero().flatten()})
+            raise ValueError(f"motion holds non-finite values ({nan} NaN, {inf} Inf) in clips {clips[:10]} of the batch")
 
     def encode(self, motion: torch.Tensor) -> QuantizerOutput:
         """(B, 2, T, H, W) -> quantiser output with quantized (B, t, h, w, code_dim), indices (B, t, h, w)."""

@@ -13,13 +13,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from lavit.distributed import all_reduce_sum, broadcast
 
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+def codebook_statistics(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(num_codes,) uses per code -> (usage, perplexity): the fraction of codes used at least once and
+    exp(entropy) of the code-use distribution (1 = one code, num_codes = uniform use)."""
+    counts = counts.float()
+    probs = counts / counts.sum().clamp(min=1)
+    perplexity = torch.exp(-(probs * torch.log(probs.clamp(min=1e-12))).sum())
+    return (counts > 0).float().mean(), perplexity
 
 
 @dataclass
@@ -133,18 +139,15 @@ class NormEMAQuantizer(nn.Module):
             elif self.training:  # counts become global (all ranks) here
                 counts = self._ema_update(flat.detach(), indices, counts)
             loss = self.commitment_weight * F.mse_loss(flat, q.detach())
-            probs = counts / counts.sum().clamp(min=1)
-            perplexity = torch.exp(-(probs * torch.log(probs.clamp(min=1e-12))).sum())
-            usage = (counts > 0).float().mean()
+            usage, perplexity = codebook_statistics(counts)
             quantized = (flat + (q - flat).detach()).view(shape)
         return QuantizerOutput(quantized, indices.view(shape[:-1]), loss, usage, perplexity, counts)
 
     @torch.no_grad()
     def _ema_update(self, flat: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         sums = torch.zeros(self.num_codes, self.dim, device=flat.device).index_add_(0, indices, flat)
-        if _distributed():
-            dist.all_reduce(counts)
-            dist.all_reduce(sums)
+        all_reduce_sum(counts)
+        all_reduce_sum(sums)
         self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
         used = counts > 0
         target = F.normalize(sums[used] / counts[used, None], dim=-1)
@@ -177,8 +180,7 @@ class NormEMAQuantizer(nn.Module):
         self.embedding.weight[dead] = F.normalize(self.recent[pick], dim=-1)
         self.unused_steps[dead] = 0
         self.cluster_size[dead] = 0
-        if _distributed():  # ranks saw different recent outputs: take rank 0's choice everywhere
-            dist.broadcast(self.embedding.weight.data, src=0)
+        broadcast(self.embedding.weight.data, src=0)  # ranks saw different recent outputs: take rank 0's choice
 
     @torch.no_grad()
     def _kmeans_init(self, flat: torch.Tensor) -> None:
@@ -200,6 +202,5 @@ class NormEMAQuantizer(nn.Module):
             filled = torch.bincount(assign, minlength=self.num_codes) > 0
             centres[filled] = F.normalize(sums[filled], dim=-1)
         self.embedding.weight.copy_(centres)
-        if _distributed():
-            dist.broadcast(self.embedding.weight.data, src=0)
+        broadcast(self.embedding.weight.data, src=0)
         self.initialized.fill_(True)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metrics.networks.weights import load_state_dict_file, load_state_dict_strict, resolve_weights
+from lavit.weights import WeightsError, load_state_dict_strict, read_npz, read_state_dict, resolve_weights
 
 C3D_FRAMES = 16
 C3D_SIZE = 112
@@ -130,12 +130,12 @@ def load_c3d_mean(path: str | os.PathLike[str] | None = None) -> torch.Tensor:
     ``$LAVIT_WEIGHTS_DIR/mean2.npz``.
     """
     file = resolve_weights("c3d_ucf101_mean", path)
-    with np.load(file, allow_pickle=False) as data:
-        if "mean" not in data.files:
-            raise ValueError(f"{str(file)!r} has no array 'mean' (arrays: {data.files})")
-        mean = torch.from_numpy(np.asarray(data["mean"], dtype=np.float32))
+    arrays = read_npz(file)
+    if "mean" not in arrays:
+        raise WeightsError(file, f"no array 'mean' (arrays: {sorted(arrays)})")
+    mean = torch.from_numpy(np.asarray(arrays["mean"], dtype=np.float32))
     if mean.ndim != 4 or mean.shape[:2] != (3, C3D_FRAMES) or min(mean.shape[2:]) < 8 + C3D_SIZE:
-        raise ValueError(f"{str(file)!r}: expected mean of shape (3, 16, H>=120, W>=120), got {tuple(mean.shape)}")
+        raise WeightsError(file, f"expected mean of shape (3, 16, H>=120, W>=120), got {tuple(mean.shape)}")
     return mean[:, :, 8 : 8 + C3D_SIZE, 8 : 8 + C3D_SIZE].contiguous()
 
 
@@ -151,15 +151,14 @@ def convert_tgan_c3d_npz(
     result is loaded (:func:`load_c3d`). Saves with ``torch.save`` when ``out_path`` is given.
     """
     state: dict[str, torch.Tensor] = {}
-    with np.load(npz_path, allow_pickle=False) as data:
-        for key in data.files:
-            parts = key.split("/")
-            if len(parts) < 2 or parts[-2] not in _LAYERS or parts[-1] not in ("W", "b"):
-                raise ValueError(f"{os.fspath(npz_path)!r}: unexpected array {key!r} (expected <layer>/W or <layer>/b)")
-            name = f"{parts[-2]}.{'weight' if parts[-1] == 'W' else 'bias'}"
-            if name in state:
-                raise ValueError(f"{os.fspath(npz_path)!r}: two arrays map to {name!r}")
-            state[name] = torch.from_numpy(np.array(data[key], dtype=np.float32))
+    for key, array in read_npz(npz_path).items():
+        parts = key.split("/")
+        if len(parts) < 2 or parts[-2] not in _LAYERS or parts[-1] not in ("W", "b"):
+            raise WeightsError(npz_path, f"unexpected array {key!r} (expected <layer>/W or <layer>/b)")
+        name = f"{parts[-2]}.{'weight' if parts[-1] == 'W' else 'bias'}"
+        if name in state:
+            raise WeightsError(npz_path, f"two arrays map to {name!r}")
+        state[name] = torch.from_numpy(np.array(array, dtype=np.float32))
     if out_path is not None:
         torch.save(state, out_path)
     return state
@@ -176,12 +175,13 @@ def load_c3d(path: str | os.PathLike[str] | None = None, num_classes: int = 101)
 
     Raises:
         FileNotFoundError: the file is missing (the message says how to obtain and convert it).
-        RuntimeError: keys (listed in the message) or shapes do not match.
-        pickle.UnpicklingError: the file pickles objects other than tensors (refused).
+        lavit.weights.WeightsError: an empty, truncated or corrupt file, non-finite values, pickled
+            objects other than tensors (refused; also a ``pickle.UnpicklingError``), or keys / shapes
+            that do not match (all listed; also a ``RuntimeError``).
     """
     file = resolve_weights("c3d_ucf101", path)
-    state = load_state_dict_file(file)
+    state = read_state_dict(file)
     model = C3D(num_classes=num_classes)
-    load_state_dict_strict(model, state, source=repr(str(file)))
+    load_state_dict_strict(model, state, source=file)
     return model.eval().requires_grad_(False)
 

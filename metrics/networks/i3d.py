@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metrics.networks.weights import load_state_dict_file, load_state_dict_strict, resolve_weights
+from lavit.weights import WeightsError, check_weights_file, load_state_dict_strict, read_state_dict, resolve_weights
 
 I3D_MIN_FRAMES = 9
 """Fewest input frames the network accepts: time is strided by 8 before a 2-frame average pool."""
@@ -245,19 +245,25 @@ def load_i3d(
         A module mapping ``(B, 3, T, 224, 224)`` float in [-1, 1] to ``(B, 400)``.
 
     Raises:
-        FileNotFoundError: the file is missing (see :func:`~metrics.networks.weights.resolve_weights`).
-        RuntimeError: a state dict whose keys (listed in the message) or shapes do not match.
-        ValueError: a TorchScript archive passed without ``torchscript=True``, or a non-state-dict file.
-        pickle.UnpicklingError: the file pickles objects other than tensors (refused).
+        FileNotFoundError: the file is missing (see :func:`lavit.weights.resolve_weights`).
+        lavit.weights.WeightsError: an empty, truncated or corrupt file, a TorchScript archive passed
+            without ``torchscript=True``, a non-state-dict file, non-finite values, pickled objects
+            other than tensors (refused; also a ``pickle.UnpicklingError``), or keys / shapes that do
+            not match (all listed; also a ``RuntimeError``).
     """
     key = "i3d_torchscript" if torchscript else "i3d_rgb_imagenet"
     file = resolve_weights(key, path)
     model: nn.Module
     if torchscript:
-        model = StyleGANVI3D(torch.jit.load(str(file), map_location=map_location))
+        check_weights_file(file)
+        try:
+            scripted = torch.jit.load(str(file), map_location=map_location)
+        except RuntimeError as error:
+            raise WeightsError(file, f"not a loadable TorchScript archive ({str(error).splitlines()[0]})") from error
+        model = StyleGANVI3D(scripted)
     else:
-        state = load_state_dict_file(file)
+        state = read_state_dict(file)
         model = InceptionI3d(num_classes=400)
-        load_state_dict_strict(model, state, source=repr(str(file)))
+        load_state_dict_strict(model, state, source=file)
     return model.eval().requires_grad_(False)
 

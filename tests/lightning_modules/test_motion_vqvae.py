@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+import lavit
+from lavit.tokenizers import MotionTokenizerConfig
 from lightning_modules.cli import lightning_cli
+from lightning_modules.motion_vqvae import MotionVQVAE
 from tests.lightning_modules.callbacks import RecordLosses
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +34,7 @@ def _cli(tmp_path, demo_root, *extra):
 
 
 def test_fit_checkpoint_picture_and_test_metrics(tmp_path, demo_root):
-    cli = lightning_cli(["fit", *_cli(tmp_path, demo_root, "--trainer.max_steps=4", "--model.init_args.input_scale=0.5")])
+    cli = lightning_cli(["fit", *_cli(tmp_path, demo_root, "--trainer.max_steps=4", "--model.init_args.tokenizer.input_scale=0.5")])
     ckpt_path = cli.trainer.checkpoint_callback.best_model_path or cli.trainer.checkpoint_callback.last_model_path
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     assert set(ckpt["quantizer_training_state"]) >= {"cluster_size", "unused_steps", "recent", "steps"}
@@ -42,11 +45,37 @@ def test_fit_checkpoint_picture_and_test_metrics(tmp_path, demo_root):
     assert {"test/epe", "test/epe_px", "test/usage", "test/perplexity"} <= set(metrics)
     assert 0 < metrics["test/usage"] <= 1 and metrics["test/epe"] > 0
     # the official loader reads our Lightning checkpoint too
-    import lavit
-
     tok = lavit.load_motion_tokenizer(ckpt_path, num_heads=2)
     assert torch.equal(tok.quantize.codebook, test.model.tokenizer.quantize.codebook)
     assert tok.input_scale == 0.5  # a trained tokenizer's units travel with its checkpoint
+    # the checkpoint carries the whole tokenizer config, as plain values
+    assert ckpt["hyper_parameters"]["tokenizer"] == MotionTokenizerConfig.from_name("tiny", input_scale=0.5).to_dict()
+    assert lavit.load_motion_tokenizer(ckpt_path).config == MotionTokenizerConfig.from_name("tiny", input_scale=0.5)
+    reloaded = MotionVQVAE.load_from_checkpoint(ckpt_path)
+    assert torch.equal(reloaded.tokenizer.quantize.codebook, test.model.tokenizer.quantize.codebook)
+
+
+def test_tokenizer_preset_by_name_and_bad_sizes_named(tmp_path, demo_root):
+    cli = lightning_cli(_cli(tmp_path, demo_root, "--model.init_args.tokenizer=tiny"), run=False)
+    assert cli.model.tokenizer.config == MotionTokenizerConfig.from_name("tiny")
+    with pytest.raises(ValueError, match="dim 32 is not divisible by num_heads 3"):
+        MotionVQVAE(tokenizer={**MotionTokenizerConfig.from_name("tiny").to_dict(), "num_heads": 3})
+
+
+def test_old_checkpoint_converted_once_then_loads_and_tests(tmp_path, demo_root):
+    """A checkpoint of main at 04a15bb (flat tokenizer hyper-parameters): a clear error, then the converter."""
+    old = ROOT / "tests" / "fixtures" / "motion_vqvae_04a15bb.ckpt"
+    with pytest.raises(ValueError, match="convert_checkpoint"):
+        MotionVQVAE.load_from_checkpoint(old)
+    from lavit.tokenizers.convert_checkpoint import convert_checkpoint
+
+    new = convert_checkpoint(old, tmp_path / "converted.ckpt")
+    model = MotionVQVAE.load_from_checkpoint(new)
+    assert model.tokenizer.config.dim == 16 and model.tokenizer.config.field_size == (8, 16)
+    assert torch.equal(model.tokenizer.quantize.codebook, lavit.load_motion_tokenizer(old).quantize.codebook)
+    cli = lightning_cli(["test", *_cli(tmp_path, demo_root, f"--ckpt_path={new}", "--data.init_args.field_size=[8,16]")])
+    assert cli.model.tokenizer.config.dim == 16  # LightningCLI took the model config from the checkpoint
+    assert cli.trainer.callback_metrics["test/epe"] > 0
 
 
 def _losses(tmp_path, demo_root, *extra, ckpt=None):
@@ -100,9 +129,10 @@ def usage_root(tmp_path_factory):
 def _val_usage(tmp_path, root, dead_code_steps):
     args = ["-c", str(TINY), f"--data.init_args.demo_root={root}", "--data.init_args.demo_num_videos=24",
             "--data.init_args.val_fraction=0.5", "--data.init_args.clips_per_video=null", "--data.init_args.batch_size=8",
-            "--data.init_args.field_size=[8,16]", "--model.init_args.field_size=[8,16]",
-            "--model.init_args.codebook_size=64", f"--model.init_args.dead_code_steps={dead_code_steps}",
-            "--model.init_args.lr=1e-3", "--model.init_args.decay=0.99", "--trainer.max_steps=100",
+            "--data.init_args.field_size=[8,16]", "--model.init_args.tokenizer.field_size=[8,16]",
+            # the mapping form: jsonargparse 4.53 rejects `--model.init_args.tokenizer.dead_code_steps=null`
+            f"--model.init_args.tokenizer={{codebook_size: 64, dead_code_steps: {dead_code_steps}, decay: 0.99}}",
+            "--model.init_args.lr=1e-3", "--trainer.max_steps=100",
             "--trainer.limit_val_batches=null", "--trainer.check_val_every_n_epoch=1000",
             f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false", "--trainer.logger=false"]
     cli = lightning_cli(["fit", *args])
