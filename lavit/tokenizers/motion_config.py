@@ -16,7 +16,7 @@ PAPER_STRIDES = ((1, 2, 2), (2, 1, 1), (2, 1, 1), (2, 2, 2))
 
 @dataclass(frozen=True)
 class MotionTokenizerConfig:
-    """Motion VQ-VAE sizes and quantiser settings. Defaults are the official module (SPEC section 2,
+    """Motion VQ-VAE sizes and quantiser settings. Defaults are the official module (docs/spec.md §2,
     158,476,322 parameters) with the quantiser's training extras off.
 
     Args:
@@ -169,7 +169,7 @@ ARCHITECTURE_FIELDS = ("dim", "num_heads", "stage_depths", "strides", "num_frame
                        "mlp_ratio", "codebook_size", "codebook_dim", "eps", "input_scale")
 
 MOTION_TOKENIZER_CONFIGS: dict[str, dict[str, Any]] = {
-    # SPEC section 2 (configs/motion_vqvae/paper.yaml): the official architecture, trained with k-means
+    # docs/spec.md §2 (configs/motion_vqvae/paper.yaml): the official architecture, trained with k-means
     # initialisation and dead-code restarts.
     "paper": dict(kmeans_init=True, dead_code_steps=200),
     # configs/motion_vqvae/demo.yaml: a 32-wide model on an 8 x 16 grid that learns on CPU in minutes

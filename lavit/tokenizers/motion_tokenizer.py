@@ -1,4 +1,4 @@
-"""The motion tokenizer: a spatiotemporal VQ-VAE over motion-vector clips (SPEC section 2).
+"""The motion tokenizer: a spatiotemporal VQ-VAE over motion-vector clips (docs/spec.md §2).
 
 ``(B, 2, 24, 20, 36)`` motion -> encoder (divided space-time attention, strided 3D convs) ->
 ``(B, 3, 5, 9, 512)`` -> Linear-Tanh-Linear to 32-d -> l2-normalised codebook of 1024 -> 135 tokens in

@@ -5,7 +5,7 @@
 ``Conv3d_1a_7x7.conv3d.weight``, ``Mixed_3b.b1b.bn.running_var``, ``logits.conv3d.bias``), with
 TensorFlow "SAME" padding computed from the input size and BatchNorm(eps=1e-3, momentum=0.01).
 
-The FVD feature (SPEC section 6) is the 400-d logit vector averaged over time, which is what the
+The FVD feature (docs/spec.md §6) is the 400-d logit vector averaged over time, which is what the
 TF original reads from the tf.hub module (tensor ``RGB/inception_i3d/Mean:0``).
 
 Two weight sources, which are not the same network weights:
