@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler
 
 from datamodules.manifest import VideoRecord
+from lavit.distributed import is_distributed
 from lavit.video import VideoDecodeError, extract_clips, preprocess_keyframes
 
 
@@ -134,7 +135,7 @@ class EpochSampler(DistributedSampler):
     """
 
     def __init__(self, dataset: Dataset, shuffle: bool = True, seed: int = 0, drop_last: bool = False):
-        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        distributed = is_distributed()
         super().__init__(
             dataset,
             num_replicas=None if distributed else 1,

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from datamodules.manifest import MANIFEST_SUFFIXES, VideoRecord, read_manifest
 from datamodules.skipped import NoUsableVideosError, SkippedVideos, no_usable_videos_message
+from lavit.distributed import is_distributed
 from lavit.pipelines.extract import find_videos
 from lavit.video.errors import VideoDecodeError
 from lavit.video.frames import read_frames
@@ -116,7 +117,7 @@ class ShardSampler(DistributedSampler):
     """
 
     def __init__(self, dataset: Dataset):
-        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        distributed = is_distributed()
         super().__init__(dataset, num_replicas=None if distributed else 1, rank=None if distributed else 0, shuffle=False)
 
     def __iter__(self) -> Iterator[int]:

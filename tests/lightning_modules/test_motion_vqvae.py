@@ -96,6 +96,7 @@ def test_kill_and_resume_reproduces_epoch_two(tmp_path, demo_root):
     assert [l for e, _, l in first] == pytest.approx([l for e, _, l in full if e == 0], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_end_with_identical_codebooks(tmp_path, demo_root):
     out = tmp_path / "codebooks"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -140,6 +141,7 @@ def _val_usage(tmp_path, root, dead_code_steps):
     return metrics["val/usage"]
 
 
+@pytest.mark.slow
 def test_dead_code_restart_keeps_codebook_usage_high(tmp_path, usage_root):
     with_restart = _val_usage(tmp_path / "restart", usage_root, 20)
     without = _val_usage(tmp_path / "none", usage_root, "null")
@@ -148,6 +150,7 @@ def test_dead_code_restart_keeps_codebook_usage_high(tmp_path, usage_root):
     assert without < with_restart - 0.2
 
 
+@pytest.mark.slow
 def test_demo_config_reduces_validation_epe_5x(tmp_path):
     """The README's main job, as configured: validation EPE at the end vs at initialisation (same seed)."""
     from lightning.pytorch.callbacks import ModelCheckpoint

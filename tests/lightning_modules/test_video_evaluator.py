@@ -11,13 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from lavit.video.synthetic import random_scene, write_video
 import lightning.pytorch as pl
 
 from datamodules.skipped import NoUsableVideosError
 from datamodules.video_folder import ShardSampler, VideoFolderDataModule
-from lavit.video.frames import read_frames
-from lavit.video.errors import VideoDecodeError
+from lavit.video.synthetic import random_scene, write_video
 from metrics.networks import InceptionI3d
 from tests.random_weights import calibrate_batchnorm
 
@@ -78,14 +76,7 @@ def test_shard_sampler_covers_each_index_once():
     assert sorted(i for shard in shards for i in shard) == data
 
 
-def test_read_frames_first_and_center(eval_sets):
-    path = eval_sets / "real" / "real_0.mp4"
-    first = read_frames(path, 16, "first", None)
-    center = read_frames(path, 16, "center", None)
-    assert first.shape == (16, 3, 96, 128) and first.dtype == torch.uint8
-    assert torch.equal(first[2:], center[:14])  # 20 frames: the centre window starts at frame 2
-    with pytest.raises(VideoDecodeError, match="21 are needed"):
-        read_frames(path, 21)
+def test_folder_loader_counts_skipped_and_resizes(eval_sets):
     dm = VideoFolderDataModule(fake=str(eval_sets / "fake"), real=str(eval_sets / "real"), resolution=32, batch_size=2)
     dm.setup("test")
     fake_loader, real_loader = dm.test_dataloader()

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lavit.pipelines.extract import output_folder_name
 from lavit.tokenizers import MotionTokenizerConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,9 +44,10 @@ def test_readme_tokenize_and_reconstruct_on_the_demo_checkpoint(demo_run, real_c
     assert tokens.shape == (2, demo.num_tokens) == (2, 24)
     assert tokens.min() >= 0 and tokens.max() < demo.codebook_size
     _run(demo_run, "lavit", "reconstruct-motion", str(real_clip), "--checkpoint", CKPT, "--max-clips", "2", "-o", "rec")
-    rec = np.load(demo_run / "rec" / real_clip.stem / "motion_rec_00.npy")
+    folder = demo_run / "rec" / output_folder_name(real_clip)
+    rec = np.load(folder / "motion_rec_00.npy")
     assert rec.shape == (2, 24, 8, 16) and np.isfinite(rec).all()
-    assert (demo_run / "rec" / real_clip.stem / "motion_rec_01.npy").is_file()
+    assert (folder / "motion_rec_01.npy").is_file() and (folder / "motion_rec.png").is_file()
 
 
 @pytest.mark.slow
