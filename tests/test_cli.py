@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning.pytorch  # noqa: F401  Lightning binds its log handler to sys.stderr at import: before capfd swaps it
 import numpy as np
 import pytest
 from PIL import Image
@@ -203,6 +204,7 @@ def bad_videos(tmp_path, real_clip):
 @pytest.mark.parametrize("case, expected", [
     ("missing manifest", "lightning fit: error: manifest not found: .*missing.csv"),
     ("bad datamodule argument", "lightning fit: error: need batch_size >= 1, .*got 0, 0, 1"),
+    ("num_heads not dividing dim", "lightning fit: error: dim 32 is not divisible by num_heads 3"),
     ("all videos bad", r"lightning fit: error: no usable video in the set: 4 videos skipped as unreadable \(.*\)"),
     ("bad option value", r'lightning fit: error: Parser key "trainer.max_steps": Expected a .*int.* Got value: many \(see lightning fit --help\)'),
 ])
@@ -210,6 +212,7 @@ def test_lightning_fit_user_errors_print_one_line_exit_2(tmp_path, monkeypatch, 
     monkeypatch.chdir(tmp_path)
     extra = {"missing manifest": ["--data.init_args.train_manifest", tmp_path / "missing.csv"],
              "bad datamodule argument": ["--data.init_args.batch_size", "0"],
+             "num_heads not dividing dim": ["--model.init_args.tokenizer.num_heads", "3"],
              "all videos bad": ["--data.init_args.train_manifest", bad_videos],
              "bad option value": ["--trainer.max_steps", "many"]}[case]
     rc, err = _lightning(capfd, "fit", "-c", ROOT / "configs/motion_vqvae/tiny.yaml", "--trainer.default_root_dir", tmp_path, *extra)
