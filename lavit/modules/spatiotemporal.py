@@ -43,6 +43,16 @@ class Attention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 
+class Float32LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in float32 and cast back to the input dtype (the official motion-conditioning
+    encoder's ``LayerNorm``); the same parameters as ``nn.LayerNorm``, identical for float32 input."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = None if self.weight is None else self.weight.float()
+        bias = None if self.bias is None else self.bias.float()
+        return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).to(x.dtype)
+
+
 class Mlp(nn.Module):
     """Linear -> GELU -> Linear."""
 
@@ -63,15 +73,18 @@ class SpatioTemporalBlock(nn.Module):
     Args:
         dim: channels. num_heads: attention heads. mlp_ratio: MLP hidden size / dim.
         eps: LayerNorm epsilon (1e-5 in the official config).
+        float32_norm: compute the LayerNorms in float32 whatever the input dtype (:class:`Float32LayerNorm`,
+            as the official motion-conditioning encoder); the tokenizer keeps plain ``nn.LayerNorm``.
     """
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, eps: float = 1e-5):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, eps: float = 1e-5, float32_norm: bool = False):
         super().__init__()
-        self.norm0 = nn.LayerNorm(dim, eps=eps)
+        norm = Float32LayerNorm if float32_norm else nn.LayerNorm
+        self.norm0 = norm(dim, eps=eps)
         self.spatial_attention = Attention(dim, num_heads)
-        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.norm1 = norm(dim, eps=eps)
         self.temporal_attention = Attention(dim, num_heads)
-        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.norm2 = norm(dim, eps=eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
