@@ -6,5 +6,16 @@ from lavit.detokenizer.motion_encoder import (
     MotionConditionEncoderConfig,
     prepare_motion,
 )
+from lavit.detokenizer.unet import PAPER_UNET_CONFIG, TINY_UNET_CONFIG, MotionConditionedUNet, route_motion_context, unet_config
 
-__all__ = ["MOTION_CONDITION_ENCODER_CONFIGS", "MotionConditionEncoder", "MotionConditionEncoderConfig", "prepare_motion"]
+__all__ = [
+    "MOTION_CONDITION_ENCODER_CONFIGS",
+    "PAPER_UNET_CONFIG",
+    "TINY_UNET_CONFIG",
+    "MotionConditionEncoder",
+    "MotionConditionEncoderConfig",
+    "MotionConditionedUNet",
+    "prepare_motion",
+    "route_motion_context",
+    "unet_config",
+]
