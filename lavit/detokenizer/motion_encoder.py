@@ -11,13 +11,14 @@ Parameter names and registration order equal the official ``motion_encoder.*`` k
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lavit.config import PresetConfig
 from lavit.modules.spatiotemporal import Float32LayerNorm, SpatioTemporalBlock
 from lavit.tokenizers.motion_tokenizer import init_weights
 
@@ -25,7 +26,7 @@ __all__ = ["MOTION_CONDITION_ENCODER_CONFIGS", "MotionConditionEncoder", "Motion
 
 
 @dataclass(frozen=True)
-class MotionConditionEncoderConfig:
+class MotionConditionEncoderConfig(PresetConfig):
     """Motion condition encoder sizes. Defaults are the official module (``build_condition_encoder``,
     51,095,040 parameters).
 
@@ -41,6 +42,8 @@ class MotionConditionEncoderConfig:
     Raises:
         ValueError: at construction, naming each inconsistent or non-positive argument.
     """
+
+    kind: ClassVar[str] = "motion condition encoder"
 
     in_channels: int = 2
     out_channels: int = 1024
@@ -72,48 +75,6 @@ class MotionConditionEncoderConfig:
         """Motion tokens per frame (256)."""
         return math.prod(self.grid)
 
-    # ---- construction ----------------------------------------------------------------------
-    @classmethod
-    def from_name(cls, name: str, **overrides: Any) -> MotionConditionEncoderConfig:
-        """A preset of :data:`MOTION_CONDITION_ENCODER_CONFIGS` (``paper``, ``tiny``), fields replaced by ``overrides``."""
-        if name not in MOTION_CONDITION_ENCODER_CONFIGS:
-            raise ValueError(f"unknown motion condition encoder preset {name!r}; known: {sorted(MOTION_CONDITION_ENCODER_CONFIGS)}")
-        return cls.from_dict({**MOTION_CONDITION_ENCODER_CONFIGS[name], **overrides})
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> MotionConditionEncoderConfig:
-        """A config from a mapping (a checkpoint's, a JSON file's); unknown keys are an error naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown motion condition encoder config keys {unknown}; known: {sorted(known)}")
-        return cls(**dict(values))
-
-    @classmethod
-    def coerce(cls, value: MotionConditionEncoderConfig | str | Mapping[str, Any] | None) -> MotionConditionEncoderConfig:
-        """A config from a config, a preset name or a mapping (None: the defaults)."""
-        if value is None:
-            return cls()
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, str):
-            return cls.from_name(value)
-        if isinstance(value, Mapping):
-            return cls.from_dict(value)
-        if hasattr(value, "__dict__"):  # a jsonargparse Namespace of the fields
-            return cls.from_dict(vars(value))
-        raise TypeError(f"expected a MotionConditionEncoderConfig, a preset name or a mapping, got {type(value).__name__}")
-
-    def replace(self, **changes: Any) -> MotionConditionEncoderConfig:
-        """A copy with some fields changed (validated again)."""
-        return replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON / YAML values (a list for the grid), as checkpoints and exported weights store them."""
-        out = asdict(self)
-        out["grid"] = list(self.grid)
-        return out
-
 
 MOTION_CONDITION_ENCODER_CONFIGS: dict[str, dict[str, Any]] = {
     # docs/spec.md §4: the official build_condition_encoder(dim=512, num_heads=8), out_channel 1024.
@@ -121,6 +82,7 @@ MOTION_CONDITION_ENCODER_CONFIGS: dict[str, dict[str, Any]] = {
     # reference/motion_condition_encoder_tiny_parity.safetensors: the official module at dim 64, 4 heads.
     "tiny": dict(dim=64, num_heads=4),
 }
+MotionConditionEncoderConfig.presets = MOTION_CONDITION_ENCODER_CONFIGS
 
 
 def _describe(x: object) -> str:

@@ -8,14 +8,16 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from lavit.config import PresetConfig
 
 PAPER_STRIDES = ((1, 2, 2), (2, 1, 1), (2, 1, 1), (2, 2, 2))
 
 
 @dataclass(frozen=True)
-class MotionTokenizerConfig:
+class MotionTokenizerConfig(PresetConfig):
     """Motion VQ-VAE sizes and quantiser settings. Defaults are the official module (docs/spec.md §2,
     158,476,322 parameters) with the quantiser's training extras off.
 
@@ -39,6 +41,8 @@ class MotionTokenizerConfig:
     Raises:
         ValueError: at construction, naming each inconsistent or non-positive argument.
     """
+
+    kind: ClassVar[str] = "motion tokenizer"
 
     dim: int = 512
     num_heads: int = 8
@@ -119,50 +123,6 @@ class MotionTokenizerConfig:
         """Tokens per clip (135)."""
         return math.prod(self.token_grid)
 
-    # ---- construction ----------------------------------------------------------------------
-    @classmethod
-    def from_name(cls, name: str, **overrides: Any) -> MotionTokenizerConfig:
-        """A preset of :data:`MOTION_TOKENIZER_CONFIGS` (``paper``, ``demo``, ``tiny``), fields replaced by ``overrides``."""
-        if name not in MOTION_TOKENIZER_CONFIGS:
-            raise ValueError(f"unknown motion tokenizer preset {name!r}; known: {sorted(MOTION_TOKENIZER_CONFIGS)}")
-        return cls.from_dict({**MOTION_TOKENIZER_CONFIGS[name], **overrides})
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> MotionTokenizerConfig:
-        """A config from a mapping (a checkpoint's, a JSON file's); unknown keys are an error naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown motion tokenizer config keys {unknown}; known: {sorted(known)}")
-        return cls(**dict(values))
-
-    @classmethod
-    def coerce(cls, value: MotionTokenizerConfig | str | Mapping[str, Any] | None) -> MotionTokenizerConfig:
-        """A config from a config, a preset name or a mapping (None: the defaults)."""
-        if value is None:
-            return cls()
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, str):
-            return cls.from_name(value)
-        if isinstance(value, Mapping):
-            return cls.from_dict(value)
-        if hasattr(value, "__dict__"):  # a jsonargparse Namespace of the fields
-            return cls.from_dict(vars(value))
-        raise TypeError(f"expected a MotionTokenizerConfig, a preset name or a mapping, got {type(value).__name__}")
-
-    def replace(self, **changes: Any) -> MotionTokenizerConfig:
-        """A copy with some fields changed (validated again)."""
-        return replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON / YAML values (lists for tuples), as checkpoints and exported weights store them."""
-        out = asdict(self)
-        out["stage_depths"] = list(self.stage_depths)
-        out["strides"] = [list(s) for s in self.strides]
-        out["field_size"] = list(self.field_size)
-        return out
-
 
 # Fields that change what a trained tokenizer computes; the rest only affect how it trains.
 ARCHITECTURE_FIELDS = ("dim", "num_heads", "stage_depths", "strides", "num_frames", "field_size", "in_channels",
@@ -180,3 +140,4 @@ MOTION_TOKENIZER_CONFIGS: dict[str, dict[str, Any]] = {
     "tiny": dict(dim=32, num_heads=2, stage_depths=(1, 1, 1, 1), codebook_size=64, codebook_dim=32, decay=0.9,
                  kmeans_init=True, dead_code_steps=10),
 }
+MotionTokenizerConfig.presets = MOTION_TOKENIZER_CONFIGS
