@@ -1,5 +1,9 @@
 """The video detokenizer (docs/spec.md §4): motion condition encoder and motion-conditioned 3D U-Net."""
 
+from lavit.detokenizer.autoencoder import PixelSpaceAutoencoder, decode_latents, encode_keyframes, encode_video, vae_scale_factor
+from lavit.detokenizer.config import VIDEO_DETOKENIZER_CONFIGS, VideoDetokenizerConfig
+from lavit.detokenizer.edm import edm_loss_weight, edm_scalings, sample_sigmas
+from lavit.detokenizer.model import EDMLoss, VideoDetokenizerModel, noise_augment
 from lavit.detokenizer.motion_encoder import (
     MOTION_CONDITION_ENCODER_CONFIGS,
     MotionConditionEncoder,
@@ -9,6 +13,19 @@ from lavit.detokenizer.motion_encoder import (
 from lavit.detokenizer.unet import PAPER_UNET_CONFIG, TINY_UNET_CONFIG, MotionConditionedUNet, route_motion_context, unet_config
 
 __all__ = [
+    "EDMLoss",
+    "PixelSpaceAutoencoder",
+    "VIDEO_DETOKENIZER_CONFIGS",
+    "VideoDetokenizerConfig",
+    "VideoDetokenizerModel",
+    "decode_latents",
+    "edm_loss_weight",
+    "edm_scalings",
+    "encode_keyframes",
+    "encode_video",
+    "noise_augment",
+    "sample_sigmas",
+    "vae_scale_factor",
     "MOTION_CONDITION_ENCODER_CONFIGS",
     "PAPER_UNET_CONFIG",
     "TINY_UNET_CONFIG",
