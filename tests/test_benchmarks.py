@@ -35,3 +35,12 @@ def test_harness_measure_and_table(capsys):
     print_table(["name", "x"], [["a", "1.5x"], ["bb", "10"]])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["name", "x"] and lines[2].endswith("1.5x") and lines[3].endswith("  10")
+
+
+@pytest.mark.slow
+def test_video_detokenizer_benchmark_checks_equivalence_and_prints_overhead():
+    out = _run(str(BENCHMARKS / "video_detokenizer.py"), "--configs", "tiny", "--frames", "2", "--size", "64x64", "--steps", "1",
+               "--repeats", "1", "--paper", "--paper-config", "tiny", "--paper-size", "64x64", "--paper-frames", "2",
+               "--paper-steps", "1")
+    assert out.count("ours == stock == stock-T on constant motion features") == 2, out
+    assert "routing overhead, ours / stock - 1" in out and "training step:" in out, out
