@@ -12,6 +12,7 @@ from lavit.detokenizer.motion_encoder import (
     MotionConditionEncoderConfig,
     prepare_motion,
 )
+from lavit.detokenizer.pipeline import VideoDetokenizerOutput, VideoDetokenizerPipeline, guidance_scales, spatial_multiple
 from lavit.detokenizer.unet import PAPER_UNET_CONFIG, TINY_UNET_CONFIG, MotionConditionedUNet, route_motion_context, unet_config
 
 __all__ = [
@@ -44,4 +45,8 @@ __all__ = [
     "prepare_motion",
     "route_motion_context",
     "unet_config",
+    "VideoDetokenizerOutput",
+    "VideoDetokenizerPipeline",
+    "guidance_scales",
+    "spatial_multiple",
 ]
