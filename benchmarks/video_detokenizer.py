@@ -25,7 +25,7 @@ outputs (``--atol``): the comparison is between the same networks.
 Rows ("overhead" = ours seconds / stock seconds - 1 of the same group; target <= 10%):
   forward   one U-Net call on ``(B, T, 2c + 2, h, w)`` in eval mode under ``torch.no_grad()``.
   sampling  ``VideoDetokenizerPipeline.generate`` (motion encoder, ``num_steps`` steps, each one U-Net call on the
-            CFG batch [uncond; cond], Euler/EDM scheduler with SVD's config), without VAE decoding on the CPU rows.
+            CFG batch [uncond; cond], ``load_scheduler()``: Euler/EDM with SVD's config), without VAE decoding on the CPU rows.
   CPU rows: configs ``tiny`` (the parity U-Net) and ``small`` (3 levels, 64-256 wide), B 1, T 8, latent 32 x 32,
             2 sampling steps, fp32, behind a tiny SVD-type VAE (factor 8).
   Paper rows (on CUDA, or with ``--paper``): the paper config (1,524,628,842 + 51,095,040 parameters) and SVD's
@@ -47,19 +47,19 @@ from dataclasses import dataclass
 from harness import SLOW_CALL_S, autocast, machine_line, measure, print_table
 
 import torch  # noqa: E402
-from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, UNetSpatioTemporalConditionModel  # noqa: E402
+from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel  # noqa: E402
 from diffusers.models.attention_processor import AttnProcessor2_0  # noqa: E402
 from diffusers.utils import logging as diffusers_logging  # noqa: E402
 from torch import nn  # noqa: E402
 
-from lavit.detokenizer import VideoDetokenizerConfig, VideoDetokenizerModel, VideoDetokenizerPipeline, unet_config  # noqa: E402
-
-# stabilityai/stable-video-diffusion-img2vid-xt scheduler/scheduler_config.json
-SVD_SCHEDULER = dict(
-    beta_end=0.012, beta_schedule="scaled_linear", beta_start=0.00085, interpolation_type="linear",
-    num_train_timesteps=1000, prediction_type="v_prediction", sigma_max=700.0, sigma_min=0.002,
-    steps_offset=1, timestep_spacing="leading", timestep_type="continuous", use_karras_sigmas=True,
+from lavit.detokenizer import (  # noqa: E402
+    VideoDetokenizerConfig,
+    VideoDetokenizerModel,
+    VideoDetokenizerPipeline,
+    load_scheduler,
+    unet_config,
 )
+
 # stabilityai/stable-video-diffusion-img2vid-xt vae/config.json
 SVD_VAE = dict(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4, layers_per_block=2,
                latent_channels=4, sample_size=768, scaling_factor=0.18215)
@@ -185,7 +185,7 @@ def build(name: str, device: torch.device, dtype: torch.dtype, vae_config: dict,
         model = VideoDetokenizerModel(CONFIGS[name])
         vae = AutoencoderKLTemporalDecoder(**vae_config)
     model.unet.set_attn_processor(AttnProcessor2_0())
-    pipe = VideoDetokenizerPipeline(model, vae, EulerDiscreteScheduler(**SVD_SCHEDULER)).to(device, dtype)
+    pipe = VideoDetokenizerPipeline(model, vae, load_scheduler()).to(device, dtype)
     stock = stock_twin(model)
     return Setup(name, model, stock, pipe, batch, frames, height, width, steps, dtype, time.perf_counter() - start)
 

@@ -1,5 +1,5 @@
 """The pipeline commands of the ``lavit`` console script (``extract``, ``tokenize``, ``reconstruct-motion``,
-``demo-data``), in plain Python: no Lightning import. The training subcommands (``fit``, ``validate``, ...)
+``reconstruct``, ``demo-data``), in plain Python: no Lightning import. The training subcommands (``fit``, ``validate``, ...)
 and the ``lightning`` console script live in ``lightning_modules.cli``.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lavit.video.defaults import DEFAULT_FPS, DEFAULT_MAX_CLIPS, DEFAULT_MIN_FRAMES
 
-PIPELINE_COMMANDS = ("extract", "tokenize", "reconstruct-motion", "demo-data")
+PIPELINE_COMMANDS = ("extract", "tokenize", "reconstruct-motion", "reconstruct", "demo-data")
 
 
 def pipeline_main(argv: list[str]) -> int:
@@ -64,13 +64,21 @@ def _output_file(text: str) -> Path:
     return path
 
 
+def _size(text: str) -> tuple[int, int]:
+    """argparse ``type``: ``WxH`` -> (H, W) positive integers."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected WxH with positive integers, e.g. 576x320, got {text!r}")
+    return int(parts[1]), int(parts[0])
+
+
 def print_pipeline_help() -> None:
     print(_pipeline_parser().format_help())
 
 
 def _pipeline_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lavit", description="Video-LaVIT pipeline and training CLI.")
-    sub = parser.add_subparsers(dest="command", metavar="{extract,tokenize,reconstruct-motion,demo-data,fit,validate,test,predict}")
+    sub = parser.add_subparsers(dest="command", metavar="{extract,tokenize,reconstruct-motion,reconstruct,demo-data,fit,validate,test,predict}")
 
     p = sub.add_parser("extract", help="keyframes (PNG), motion (.npy) and motion pictures per clip")
     _add_clip_options(p)
@@ -83,6 +91,21 @@ def _pipeline_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("reconstruct-motion", help="decoded motion (.npy) and input-vs-reconstruction pictures")
     _add_clip_options(r, checkpoint=True)
     r.add_argument("-o", "--output-dir", type=_output_dir, required=True)
+
+    v = sub.add_parser("reconstruct", help="videos from keyframe + (tokenized) motion: mp4 per clip, ground truth | reconstruction")
+    v.add_argument("videos", nargs="+", type=Path, help="video files or folders (searched recursively)")
+    v.add_argument("--detokenizer", type=Path, required=True, help="video_3d_unet.bin, .safetensors, a unet/ folder or a VideoDetokenizer .ckpt")
+    v.add_argument("--motion-tokenizer", type=Path, default=None, help="tokenize and decode the motion first (what generation sees)")
+    v.add_argument("--vae", type=Path, default=None, help="SVD VAE folder (default: the checkpoint's; pixel space for pixel-space models)")
+    v.add_argument("--scheduler", type=Path, default=None, help="scheduler folder (default: SVD's Euler EDM config)")
+    v.add_argument("--size", type=_size, default=None, help="WxH, e.g. 576x320 (default: the checkpoint's training size, else 576x320)")
+    v.add_argument("--steps", type=_number(int, 1, strict=False), default=25)
+    v.add_argument("--min-guidance", type=_number(float, 0, strict=False), default=1.0)
+    v.add_argument("--max-guidance", type=_number(float, 0, strict=False), default=3.0)
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--max-clips", type=_number(int, 0, strict=False), default=DEFAULT_MAX_CLIPS, help="clips per video (0 = all)")
+    v.add_argument("--device", default="cpu")
+    v.add_argument("-o", "--output-dir", type=_output_dir, required=True, help="one sub-folder per input video (created)")
 
     d = sub.add_parser("demo-data", help="render the embedded demo dataset (videos + manifest.csv)")
     d.add_argument("output_dir", type=Path)
@@ -133,6 +156,15 @@ def _pipeline(argv: list[str]) -> int:
         run, target = (tokenize_videos, ns.output) if ns.command == "tokenize" else (reconstruct_motion_videos, ns.output_dir)
         report = run(ns.videos, ns.checkpoint, target, device=ns.device, tokenizer_config=config, **_clip_options(ns))
         return _finish(report, f"wrote to {target}")
+    if ns.command == "reconstruct":
+        from lavit.pipelines.reconstruct import reconstruct_videos
+
+        report = reconstruct_videos(
+            ns.videos, ns.detokenizer, ns.output_dir, motion_tokenizer=ns.motion_tokenizer, vae=ns.vae, scheduler=ns.scheduler,
+            size=ns.size, num_steps=ns.steps, min_guidance=ns.min_guidance, max_guidance=ns.max_guidance, seed=ns.seed,
+            device=ns.device, max_clips=ns.max_clips or None,
+        )
+        return _finish(report, f"wrote to {ns.output_dir}")
     if ns.command == "demo-data":
         from lavit.video.demo_data import make_demo_dataset
 

@@ -93,8 +93,9 @@ class VideoDetokenizerPipeline:
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "VideoDetokenizerPipeline":
         """Move the model and the VAE to ``device`` / ``dtype``; the motion tokenizer only to ``device`` (it stays
         float32: its quantiser compares distances). Returns ``self``."""
-        self.model.to(device=device, dtype=dtype)
-        self.vae.to(device=device, dtype=dtype)
+        moves = {k: v for k, v in dict(device=device, dtype=dtype).items() if v is not None}  # diffusers warns on dtype=None
+        self.model.to(**moves)
+        self.vae.to(**moves)
         if self.motion_tokenizer is not None and device is not None:
             self.motion_tokenizer.to(device)
         return self

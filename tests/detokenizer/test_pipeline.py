@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler
+from diffusers import AutoencoderKLTemporalDecoder
 
 from lavit.detokenizer import (
     PAPER_UNET_CONFIG,
@@ -10,10 +10,10 @@ from lavit.detokenizer import (
     VideoDetokenizerModel,
     VideoDetokenizerPipeline,
     guidance_scales,
+    load_scheduler,
     spatial_multiple,
 )
 from lavit.tokenizers import MotionTokenizer, MotionTokenizerConfig
-from tests.detokenizer.test_edm import SVD_SCHEDULER
 
 T = 4  # frames of the pixel-space runs; guidance linspace(1, 4, 4) = 1, 2, 3, 4
 
@@ -28,14 +28,14 @@ def _svd_vae():
 def pipe():
     """Pixel-space demo model: latent = RGB, 16 x 16 keyframes."""
     torch.manual_seed(0)
-    return VideoDetokenizerPipeline(VideoDetokenizerModel("demo"), PixelSpaceAutoencoder(), EulerDiscreteScheduler(**SVD_SCHEDULER))
+    return VideoDetokenizerPipeline(VideoDetokenizerModel("demo"), PixelSpaceAutoencoder(), load_scheduler())
 
 
 @pytest.fixture(scope="module")
 def svd_pipe():
     """Tiny U-Net behind a real SVD-type VAE (factor 8)."""
     torch.manual_seed(0)
-    return VideoDetokenizerPipeline(VideoDetokenizerModel("tiny"), _svd_vae(), EulerDiscreteScheduler(**SVD_SCHEDULER))
+    return VideoDetokenizerPipeline(VideoDetokenizerModel("tiny"), _svd_vae(), load_scheduler())
 
 
 @pytest.fixture(scope="module")
@@ -274,10 +274,10 @@ def test_seeded_noise_is_the_same_on_cpu_and_gpu():
     torch.manual_seed(0)
     model = VideoDetokenizerModel("demo")
     keyframe, motion = _inputs()
-    cpu = VideoDetokenizerPipeline(model, PixelSpaceAutoencoder(), EulerDiscreteScheduler(**SVD_SCHEDULER))
+    cpu = VideoDetokenizerPipeline(model, PixelSpaceAutoencoder(), load_scheduler())
     with Recorder(cpu) as a:
         cpu.generate(keyframe, motion, num_steps=1, seed=4, output_type="latent")
-    gpu = VideoDetokenizerPipeline(model, PixelSpaceAutoencoder(), EulerDiscreteScheduler(**SVD_SCHEDULER)).to("cuda")
+    gpu = VideoDetokenizerPipeline(model, PixelSpaceAutoencoder(), load_scheduler()).to("cuda")
     with Recorder(gpu) as b:
         gpu.generate(keyframe, motion, num_steps=1, seed=4, output_type="latent")
     torch.testing.assert_close(b.steps[0]["sample"].cpu(), a.steps[0]["sample"])
