@@ -89,6 +89,19 @@ def autocast(device: torch.device, bf16: bool):
 # ------------------------------------------------------------------------------- threads and noise
 
 
+@contextlib.contextmanager
+def peak_memory(device: torch.device, row: Any):
+    """On CUDA, set ``row.peak_gib`` to the peak memory allocated inside the block (GiB); elsewhere nothing."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        yield
+    finally:
+        if device.type == "cuda":
+            row.peak_gib = torch.cuda.max_memory_allocated(device) / 2**30
+
+
 def openblas_libraries() -> list[tuple[str, Callable[[], int], Callable[[int], None]]]:
     """(file name, get_num_threads, set_num_threads) of every OpenBLAS loaded in this process (numpy and
     scipy each ship their own), found as threadpoolctl does; empty where /proc/self/maps is missing."""

@@ -49,7 +49,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from harness import SLOW_CALL_S, autocast, machine_line, measure, print_table, ratio
+from harness import SLOW_CALL_S, autocast, machine_line, measure, peak_memory, print_table, ratio
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -113,18 +113,6 @@ class Row:
     @property
     def clips_per_s(self) -> float | None:
         return self.batch / self.seconds if self.seconds else None
-
-
-@contextlib.contextmanager
-def peak_memory(device: torch.device, row: Row):
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-    try:
-        yield
-    finally:
-        if device.type == "cuda":
-            row.peak_gib = torch.cuda.max_memory_allocated(device) / 2**30
 
 
 def check_equivalence(model: MotionTokenizer, x: torch.Tensor, atol: float) -> str:

@@ -44,7 +44,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from harness import SLOW_CALL_S, autocast, machine_line, measure, print_table
+from harness import SLOW_CALL_S, autocast, machine_line, measure, peak_memory, print_table
 
 import torch  # noqa: E402
 from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel  # noqa: E402
@@ -141,18 +141,6 @@ class Row:
     @property
     def frames_per_s(self) -> float | None:
         return self.frames / self.seconds if self.seconds else None
-
-
-@contextlib.contextmanager
-def peak_memory(device: torch.device, row: Row):
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-    try:
-        yield
-    finally:
-        if device.type == "cuda":
-            row.peak_gib = torch.cuda.max_memory_allocated(device) / 2**30
 
 
 # ----------------------------------------------------------------------------------------- setup

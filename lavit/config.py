@@ -53,6 +53,12 @@ class PresetConfig:
             return cls.from_dict(vars(value))
         raise TypeError(f"expected a {cls.__name__}, a preset name or a mapping, got {type(value).__name__}")
 
+    def require_positive(self, *names: str) -> None:
+        """Raise ``ValueError("<name> must be positive, got <value>")`` for the first named field that is not > 0."""
+        for name in names:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
     def replace(self: C, **changes: Any) -> C:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)

@@ -57,9 +57,7 @@ class VideoDetokenizerConfig(PresetConfig):
         object.__setattr__(self, "unet", unet)
         object.__setattr__(self, "motion_encoder", MotionConditionEncoderConfig.coerce(self.motion_encoder))
         encoder = self.motion_encoder
-        for name in ("latent_channels", "motion_scale_factor", "p_std"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        self.require_positive("latent_channels", "motion_scale_factor", "p_std")
         for name in ("keyframe_latent_dropout", "motion_channel_dropout", "motion_feature_dropout", "unconditional_dropout"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")

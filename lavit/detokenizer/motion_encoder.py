@@ -58,9 +58,7 @@ class MotionConditionEncoderConfig(PresetConfig):
     def __post_init__(self) -> None:
         # YAML and JSON give lists: store a tuple, so configs compare and hash by value
         object.__setattr__(self, "grid", tuple(int(s) for s in self.grid))
-        for name in ("in_channels", "out_channels", "dim", "num_heads", "depth", "mlp_ratio", "eps"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        self.require_positive("in_channels", "out_channels", "dim", "num_heads", "depth", "mlp_ratio", "eps")
         if self.dim % self.num_heads:
             raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
         if int(self.dim * self.mlp_ratio) < 1:

@@ -69,12 +69,8 @@ class MotionTokenizerConfig(PresetConfig):
         object.__setattr__(self, "stage_depths", tuple(int(d) for d in self.stage_depths))
         object.__setattr__(self, "strides", tuple(tuple(int(s) for s in stride) for stride in self.strides))
         object.__setattr__(self, "field_size", tuple(int(s) for s in self.field_size))
-        for name in ("dim", "num_heads", "num_frames", "in_channels", "codebook_size", "codebook_dim", "restart_buffer"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("mlp_ratio", "eps", "input_scale"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        self.require_positive("dim", "num_heads", "num_frames", "in_channels", "codebook_size", "codebook_dim", "restart_buffer",
+                              "mlp_ratio", "eps", "input_scale")
         if self.dim % self.num_heads:
             raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
         if int(self.dim * self.mlp_ratio) < 1:

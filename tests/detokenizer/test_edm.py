@@ -4,16 +4,9 @@ import math
 
 import pytest
 import torch
-from diffusers import EulerDiscreteScheduler
 
+from lavit.detokenizer.components import load_scheduler
 from lavit.detokenizer.edm import edm_loss_weight, edm_scalings, sample_sigmas
-
-# stabilityai/stable-video-diffusion-img2vid-xt scheduler/scheduler_config.json
-SVD_SCHEDULER = dict(
-    beta_end=0.012, beta_schedule="scaled_linear", beta_start=0.00085, interpolation_type="linear",
-    num_train_timesteps=1000, prediction_type="v_prediction", sigma_max=700.0, sigma_min=0.002,
-    steps_offset=1, timestep_spacing="leading", timestep_type="continuous", use_karras_sigmas=True,
-)
 
 
 @pytest.mark.parametrize(
@@ -43,7 +36,7 @@ def test_sigma_data_enters_as_in_karras():
 
 def test_svd_scheduler_applies_the_same_preconditioning():
     """What the sampler does at each of 25 steps equals c_in, c_noise and c_skip * x + c_out * F."""
-    scheduler = EulerDiscreteScheduler(**SVD_SCHEDULER)
+    scheduler = load_scheduler()  # SVD-xt's config (tests/detokenizer/test_components.py checks it is the published one)
     scheduler.set_timesteps(25)
     g = torch.Generator().manual_seed(0)
     for i, t in enumerate(scheduler.timesteps[:-1]):
