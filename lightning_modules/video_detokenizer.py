@@ -32,7 +32,6 @@ def paper_trainable(name: str) -> bool:
 def _load_vae(folder: str) -> torch.nn.Module:
     """SVD's ``AutoencoderKLTemporalDecoder`` (or a saved ``PixelSpaceAutoencoder``) from a local folder or its ``vae/``."""
     from diffusers import AutoencoderKLTemporalDecoder
-    from diffusers.configuration_utils import ConfigMixin
 
     path = Path(folder)
     if (path / "vae" / "config.json").is_file():
@@ -42,7 +41,7 @@ def _load_vae(folder: str) -> torch.nn.Module:
             f"no VAE config.json in {folder} (nor in {folder}/vae): give the local folder of {SVD_SOURCE} "
             f"(download it from https://huggingface.co/{SVD_SOURCE}; its vae/ subfolder is read)"
         )
-    if ConfigMixin.load_config(path).get("_class_name") == "PixelSpaceAutoencoder":
+    if PixelSpaceAutoencoder.load_config(path).get("_class_name") == "PixelSpaceAutoencoder":
         return PixelSpaceAutoencoder.from_config(PixelSpaceAutoencoder.load_config(path))
     return AutoencoderKLTemporalDecoder.from_pretrained(path)
 

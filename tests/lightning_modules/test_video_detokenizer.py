@@ -80,3 +80,88 @@ def test_fit_loss_finite_and_ema_formula(tmp_path):
     for k in moved:  # one step: ema = 0.9 * initial + 0.1 * trained
         torch.testing.assert_close(ema[k], 0.9 * initial[k] + 0.1 * trained[k], rtol=0, atol=1e-6)
         assert not torch.equal(ema[k], trained[k])
+
+
+def test_paper_trainable_set_trains_only_conv_in_attn2_and_motion_encoder(tmp_path):
+    model = tiny_model(trainable="paper", ema_decay=None)
+    initial = {k: v.clone() for k, v in model.model.named_parameters()}
+    trainer(tmp_path, max_steps=2).fit(model, datamodule=SyntheticClips())
+    after = dict(model.model.named_parameters())
+    changed = {k for k in initial if not torch.equal(initial[k], after[k])}
+    frozen = {k for k in initial if not paper_trainable(k)}
+    assert frozen and not (changed & frozen)
+    assert not any(after[k].requires_grad for k in frozen)
+    for group in ("motion_encoder.", "unet.conv_in.", ".attn2."):
+        assert any(group in "." + k for k in changed), group
+    with pytest.raises(ValueError, match="match no parameter"):
+        tiny_model(trainable=["unet.no_such_layer"])
+
+
+def _tiny_svd_vae(folder: Path) -> Path:
+    from diffusers import AutoencoderKLTemporalDecoder
+
+    torch.manual_seed(0)
+    AutoencoderKLTemporalDecoder(block_out_channels=(32, 32, 32, 32), down_block_types=("DownEncoderBlock2D",) * 4,
+                                 latent_channels=4).save_pretrained(folder / "vae")
+    return folder
+
+
+def test_checkpoint_with_svd_vae_holds_no_vae_keys_and_loads_back(tmp_path):
+    svd = _tiny_svd_vae(tmp_path / "svd")
+    model = tiny_model(detokenizer={**VideoDetokenizerConfig.from_name("tiny").to_dict(), "unet": {**VideoDetokenizerConfig.from_name("tiny").unet, "num_frames": 24}},
+                       vae=str(svd))
+    t = trainer(tmp_path, max_steps=1, limit_val_batches=0)
+    t.fit(model, datamodule=SyntheticClips(num_train=2, size=(64, 64)))
+    path = t.checkpoint_callback.best_model_path
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    keys = set(ckpt["state_dict"])
+    assert not any(k.startswith("vae.") for k in keys)
+    assert any(k.startswith("model.unet.") for k in keys) and any(k.startswith("ema.motion_encoder.") for k in keys)
+    assert ckpt["hyper_parameters"]["detokenizer"] == model.model.config.to_dict()
+    reloaded = VideoDetokenizer.load_from_checkpoint(path)
+    for name in ("model", "ema", "vae"):
+        a, b = getattr(reloaded, name).state_dict(), getattr(model, name).state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    assert not reloaded.vae.training
+
+
+class Kill(pl.Callback):
+    """Dies (as a killed job would) when training reaches ``step``, after the checkpoint of the previous epoch."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            raise SystemExit("killed")
+
+
+def _losses(tmp_path, *callbacks, ckpt=None):
+    pl.seed_everything(0)  # the same initial weights in the full and the killed run
+    model = tiny_model(ema_decay=0.5)
+    recorder = RecordLosses()
+    t = trainer(tmp_path, max_steps=-1, max_epochs=2, limit_val_batches=0, callbacks=[recorder, *callbacks])
+    t.fit(model, datamodule=SyntheticClips(num_train=4, batch_size=2), ckpt_path=ckpt)
+    return recorder.losses, t, model
+
+
+def test_kill_and_resume_reproduces_losses_and_ema(tmp_path):
+    full, _, full_model = _losses(tmp_path / "full")
+    with pytest.raises(SystemExit, match="killed"):
+        _losses(tmp_path / "first", Kill(2))
+    (ckpt,) = (tmp_path / "first" / "checkpoints").glob("*.ckpt")
+    resumed, _, resumed_model = _losses(tmp_path / "resumed", ckpt=str(ckpt))
+    assert len(full) == 4 and [l for _, _, l in resumed] == pytest.approx([l for _, _, l in full[2:]], abs=1e-6)
+    for name in ("model", "ema"):
+        a, b = getattr(full_model, name).state_dict(), getattr(resumed_model, name).state_dict()
+        assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-6, name
+
+
+def test_bad_input_named():
+    model = tiny_model()
+    with pytest.raises(KeyError, match="frame_size"):
+        model.training_step({"motion": torch.zeros(1, 2, 24, 20, 36), "keyframe": torch.zeros(1, 3, 224, 224)}, 0)
+    with pytest.raises(ValueError, match=r"vae.*stable-video-diffusion-img2vid-xt"):
+        VideoDetokenizer(detokenizer="paper", vae=None)
+    with pytest.raises(FileNotFoundError, match="stable-video-diffusion-img2vid-xt"):
+        VideoDetokenizer(detokenizer="tiny", vae="/no/such/svd")
