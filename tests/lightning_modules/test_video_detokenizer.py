@@ -165,3 +165,33 @@ def test_bad_input_named():
         VideoDetokenizer(detokenizer="paper", vae=None)
     with pytest.raises(FileNotFoundError, match="stable-video-diffusion-img2vid-xt"):
         VideoDetokenizer(detokenizer="tiny", vae="/no/such/svd")
+
+
+class SaveWeights(pl.Callback):
+    """Writes each rank's EMA weights and last validation loss to ``<folder>/rank<R>.pt`` when fitting ends."""
+
+    def __init__(self, folder: str):
+        self.folder = Path(folder)
+
+    def on_fit_end(self, trainer, pl_module):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().clone() for k, v in pl_module.ema.state_dict().items()}
+        torch.save({"ema": state, "val_loss": trainer.callback_metrics["val/loss"].item()}, self.folder / f"rank{trainer.global_rank}.pt")
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_agree(tmp_path):
+    out = tmp_path / "weights"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [str(Path(sys.executable).parent / "lightning"), "fit", "--seed_everything=0",
+           "--model=VideoDetokenizer", "--model.detokenizer=demo", "--model.warmup_steps=0", "--model.ema_decay=0.9",
+           "--data=tests.lightning_modules.test_video_detokenizer.SyntheticClips", "--data.batch_size=1",
+           "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp", "--trainer.max_steps=2",
+           "--trainer.limit_val_batches=1", "--trainer.val_check_interval=2", "--trainer.logger=false",
+           "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={tmp_path}",
+           "--trainer.callbacks+=tests.lightning_modules.test_video_detokenizer.SaveWeights", f"--trainer.callbacks.folder={out}"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = (torch.load(out / f"rank{k}.pt", weights_only=True) for k in (0, 1))
+    assert a["val_loss"] == b["val_loss"] and np.isfinite(a["val_loss"])  # sync_dist: one value on both ranks
+    assert all(torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
