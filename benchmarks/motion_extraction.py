@@ -17,7 +17,9 @@ Rows:
       ``read_motion``), no motion-vector export, no RGB conversion.
   (b) ``lavit.video.read_motion(mpeg4_bytes)``: decode with motion-vector export + dense fields.
   (c) ``lavit.video.extract_clips(original_path)``: the whole preprocessing (in-process transcode,
-      motion vectors, keyframe RGB, clip fields).
+      motion vectors, keyframe RGB, clip fields). (c') the same with ``frame_size=(64, 64)``: every clip
+      frame also converted to RGB, resized and cropped in the same decode pass (the detokenizer's
+      input); its note gives the wall-time ratio (c')/(c), measured in the same run.
   (d) OpenCV Farneback dense optical flow (0.5, 3, 15, 3, 5, 1.2, 0) on consecutive grayscale frames
       of the 6 fps stream -- what one would do without motion vectors. Decoding to gray is done
       beforehand and EXCLUDED from the time (flow only), which favours (d).
@@ -58,6 +60,7 @@ from lavit.video.transcode import open_video  # noqa: E402
 FARNEBACK = (0.5, 3, 15, 3, 5, 1.2, 0)  # pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, flags
 FFMPEG_OFFICIAL = ["-c:v", "mpeg4", "-r", "6", "-b:v", "8000k", "-g", "12", "-bf", "0"]
 
+FRAME_SIZE = (64, 64)  # row (c'): extract_clips with each clip's frames at this size
 TARGETS = (("(b)/(a)", 0.75), ("(b)/(d)", 20.0), ("(c)/(f)", 1.0))
 
 
@@ -204,6 +207,9 @@ def run_input(path: Path, tmp: Path, args) -> tuple[dict[str, Row], float]:
 
     t, clips = measure(lambda: extract_clips(path), R, S)
     rows["c"] = Row("c", "extract_clips (ours, full)", t, clips.num_frames, f"{len(clips)} clips")
+    t, clips = measure(lambda: extract_clips(path, frame_size=FRAME_SIZE), R, S)
+    rows["c'"] = Row("c'", f"(c) + frames {FRAME_SIZE[0]}x{FRAME_SIZE[1]}", t, clips.num_frames,
+                     f"time {ratio(t, rows['c'].seconds)} of (c)")
 
     try:
         import cv2  # noqa: F401

@@ -18,7 +18,8 @@ class VideoClipDataset(Dataset):
 
     Each item is a dict ``{"clips": [clip, ...], "skipped": [(path, reason), ...]}`` where every clip is
     ``{"keyframe": (3, 224, 224) float32, "motion": (2, T, H, W) float32, "caption": str,
-    "video_id": str}``. A video that cannot be decoded is replaced by the first readable video of a
+    "video_id": str}``, plus ``"frames": (T, 3, H', W') uint8`` RGB (frame t is the picture of motion t)
+    when ``extract_options`` has a ``frame_size`` (H', W'). A video that cannot be decoded is replaced by the first readable video of a
     scan over the whole set that starts at a random place; the bad files met on the way are listed
     under ``"skipped"`` for the caller to count. So an item is never empty, every item of an epoch is
     used and every DDP rank still gets the same number of full batches. If no video of the set is
@@ -34,7 +35,7 @@ class VideoClipDataset(Dataset):
         keyframe_size: side of the preprocessed keyframe.
         cache: keep each video's extracted clips in memory (per worker process) after the first read;
             for small data sets read many epochs (the demo), not for WebVid-scale data.
-        extract_options: passed to ``lavit.video.extract_clips`` (fps, max_clips, sampling, ...).
+        extract_options: passed to ``lavit.video.extract_clips`` (fps, max_clips, sampling, frame_size, ...).
     """
 
     def __init__(
@@ -72,13 +73,13 @@ class VideoClipDataset(Dataset):
             rng = np.random.default_rng([self.seed, index, epoch])
             chosen = np.sort(rng.choice(len(clips), self.clips_per_video, replace=False))
         keyframes = preprocess_keyframes(clips.keyframes[chosen], self.keyframe_size)
-        return {
-            "clips": [
-                {"keyframe": keyframes[j], "motion": clips.motion[k], "caption": record.caption, "video_id": record.video_id}
-                for j, k in enumerate(chosen)
-            ],
-            "skipped": skipped,
-        }
+        items = []
+        for j, k in enumerate(chosen):
+            clip = {"keyframe": keyframes[j], "motion": clips.motion[k], "caption": record.caption, "video_id": record.video_id}
+            if clips.frames is not None:
+                clip["frames"] = clips.frames[k]
+            items.append(clip)
+        return {"clips": items, "skipped": skipped}
 
     def _candidates(self, index: int, epoch: int) -> Iterator[int]:
         """``index``, then every other index once, from a start drawn from ``(seed, index, epoch)``."""
@@ -111,20 +112,24 @@ def collate_clips(items: list[dict]) -> dict:
 
     Returns:
         ``{"keyframe": (N, 3, 224, 224), "motion": (N, 2, T, H, W), "caption": [str] * N,
-        "video_id": [str] * N, "skipped": [(path, reason), ...]}`` with N >= 1; or
+        "video_id": [str] * N, "skipped": [(path, reason), ...]}`` with N >= 1, plus ``"frames":
+        (N, T, 3, H', W') uint8`` when the clips carry frames; or
         ``{"exhausted": True, "skipped": [...]}`` when the set has no readable video.
     """
     skipped = [s for item in items for s in item["skipped"]]
     if any(item.get("exhausted") for item in items):
         return {"exhausted": True, "skipped": skipped}
     clips = [c for item in items for c in item["clips"]]
-    return {
+    batch = {
         "keyframe": torch.stack([c["keyframe"] for c in clips]),
         "motion": torch.stack([c["motion"] for c in clips]),
         "caption": [c["caption"] for c in clips],
         "video_id": [c["video_id"] for c in clips],
         "skipped": skipped,
     }
+    if "frames" in clips[0]:
+        batch["frames"] = torch.stack([c["frames"] for c in clips])
+    return batch
 
 
 class EpochSampler(DistributedSampler):

@@ -16,7 +16,9 @@ from datamodules.skipped import SkippedVideos
 
 class VideoTextDataModule(SkippedVideos):
     """Batches ``{"keyframe": (N, 3, 224, 224), "motion": (N, 2, 24, 20, 36), "caption": [str],
-    "video_id": [str]}`` from video manifests (CSV / JSONL / WebVid CSV, see ``read_manifest``).
+    "video_id": [str]}`` from video manifests (CSV / JSONL / WebVid CSV, see ``read_manifest``); with
+    ``frame_size`` (H, W) batches also hold ``"frames": (N, 24, 3, H, W)`` uint8 RGB, the clips' frames
+    decoded from the same MPEG-4 stream as the motion (frame t <-> motion t; detokenizer training).
 
     With no ``train_manifest``, the embedded demo dataset is rendered into ``demo_root`` (no download)
     and split into train / val by ``val_fraction``. Videos that fail to decode are replaced by readable
@@ -30,8 +32,8 @@ class VideoTextDataModule(SkippedVideos):
         num_workers: DataLoader worker processes (decoding is CPU-bound: use as many as cores allow).
         clips_per_video: clips drawn per video per epoch (None = all sampled clips).
         seed: seed of the shuffle and the per-epoch clip choice.
-        fps, max_clips, sampling, normalization, clip_len, field_size, min_frames: see
-            ``lavit.video.extract_clips``.
+        fps, max_clips, sampling, normalization, clip_len, field_size, min_frames, frame_size: see
+            ``lavit.video.extract_clips`` (frame_size None, the default: no frames, no RGB conversion).
         cache_clips: keep decoded clips in memory across epochs (small data sets only).
         demo_root, demo_num_videos, demo_duration, demo_fps, val_fraction: the embedded dataset (number
             of videos, seconds and frame rate of each) and its split.
@@ -54,6 +56,7 @@ class VideoTextDataModule(SkippedVideos):
         clip_len: int = CLIP_LEN,
         field_size: tuple[int, int] = FIELD_SIZE,
         min_frames: int = DEFAULT_MIN_FRAMES,
+        frame_size: tuple[int, int] | None = None,
         keyframe_size: int = 224,
         cache_clips: bool = False,
         demo_root: str = "outputs/demo_data",
@@ -89,6 +92,7 @@ class VideoTextDataModule(SkippedVideos):
         options = dict(
             fps=h.fps, max_clips=h.max_clips, sampling=h.sampling, normalization=h.normalization,
             clip_len=h.clip_len, field_size=tuple(h.field_size), min_frames=h.min_frames,
+            frame_size=None if h.frame_size is None else tuple(h.frame_size),
         )
         for name, records in splits.items():
             per_video = h.clips_per_video if name == "train" else None

@@ -12,3 +12,11 @@ def load_motion_tokenizer(source=None, config=None, **overrides):
     from lavit.tokenizers.loading import load_motion_tokenizer as load
 
     return load(source, config, **overrides)
+
+
+def load_video_detokenizer(source=None, unet_config=None, encoder_config=None, *, use_ema=True):
+    """Build the video detokenizer (motion encoder + 3D U-Net) for a file or state dict and load it strictly;
+    see ``lavit.detokenizer.loading.load_video_detokenizer``."""
+    from lavit.detokenizer.loading import load_video_detokenizer as load
+
+    return load(source, unet_config, encoder_config, use_ema=use_ema)

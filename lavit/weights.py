@@ -89,6 +89,16 @@ KNOWN_WEIGHTS: dict[str, WeightsFile] = {
         ),
         source_url="https://huggingface.co/rain1011/Video-LaVIT-v1 (file motion_tokenizer.bin)",
     ),
+    "video_detokenizer": WeightsFile(
+        name="video_3d_unet.bin",
+        description=(
+            "the official Video-LaVIT v1 video detokenizer (3D U-Net, 1,524,628,842 parameters, keys unet.*, and "
+            "motion condition encoder, 51,095,040 parameters, keys motion_encoder.*), a torch state dict; loads "
+            "strictly into lavit.detokenizer.VideoDetokenizerModel (lavit.load_video_detokenizer). Its VAE and "
+            "scheduler are the folders video_detokenizer/vae and video_detokenizer/scheduler of the same repository"
+        ),
+        source_url="https://huggingface.co/rain1011/Video-LaVIT-v1 (file video_3d_unet.bin)",
+    ),
     "i3d_torchscript": WeightsFile(
         name="i3d_torchscript.pt",
         description=(

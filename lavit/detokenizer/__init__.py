@@ -1,8 +1,10 @@
 """The video detokenizer (docs/spec.md §4): motion condition encoder and motion-conditioned 3D U-Net."""
 
 from lavit.detokenizer.autoencoder import PixelSpaceAutoencoder, decode_latents, encode_keyframes, encode_video, vae_scale_factor
+from lavit.detokenizer.components import SVD_SCHEDULER_CONFIG, MissingComponentError, load_scheduler, load_vae
 from lavit.detokenizer.config import VIDEO_DETOKENIZER_CONFIGS, VideoDetokenizerConfig
 from lavit.detokenizer.edm import edm_loss_weight, edm_scalings, sample_sigmas
+from lavit.detokenizer.loading import load_svd_unet_weights, load_video_detokenizer, save_video_detokenizer
 from lavit.detokenizer.model import EDMLoss, VideoDetokenizerModel, noise_augment
 from lavit.detokenizer.motion_encoder import (
     MOTION_CONDITION_ENCODER_CONFIGS,
@@ -10,10 +12,18 @@ from lavit.detokenizer.motion_encoder import (
     MotionConditionEncoderConfig,
     prepare_motion,
 )
+from lavit.detokenizer.pipeline import VideoDetokenizerOutput, VideoDetokenizerPipeline, guidance_scales, spatial_multiple
 from lavit.detokenizer.unet import PAPER_UNET_CONFIG, TINY_UNET_CONFIG, MotionConditionedUNet, route_motion_context, unet_config
 
 __all__ = [
     "EDMLoss",
+    "MissingComponentError",
+    "SVD_SCHEDULER_CONFIG",
+    "load_scheduler",
+    "load_svd_unet_weights",
+    "load_vae",
+    "load_video_detokenizer",
+    "save_video_detokenizer",
     "PixelSpaceAutoencoder",
     "VIDEO_DETOKENIZER_CONFIGS",
     "VideoDetokenizerConfig",
@@ -35,4 +45,8 @@ __all__ = [
     "prepare_motion",
     "route_motion_context",
     "unet_config",
+    "VideoDetokenizerOutput",
+    "VideoDetokenizerPipeline",
+    "guidance_scales",
+    "spatial_multiple",
 ]

@@ -14,8 +14,11 @@ from lavit.video.flow_image import motion_clip_picture, motion_comparison_pictur
 from lavit.video.keyframes import CLIP_MEAN, CLIP_STD, preprocess_keyframes
 from lavit.video.motion_vectors import CompressedVideo, dense_motion_field, read_motion
 from lavit.video.transcode import transcode_to_mpeg4
+from lavit.video.writer import comparison_picture, write_frames
 
 __all__ = [
+    "comparison_picture",
+    "write_frames",
     "CLIP_LEN",
     "CLIP_MEAN",
     "CLIP_STD",

@@ -17,6 +17,7 @@ from array import array
 import av
 import numpy as np
 
+from lavit.video.cover_resize import FrameResizer
 from lavit.video.defaults import DEFAULT_BIT_RATE, DEFAULT_FPS, DEFAULT_GOP_SIZE, DEFAULT_MAX_FRAMES
 from lavit.video.errors import VideoDecodeError
 from lavit.video.motion_vectors import MotionFieldBuilder
@@ -68,12 +69,19 @@ class Mpeg4Packets:
             self._file.readinto(memoryview(packet))
         return packet
 
-    def decode(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def decode(
+        self, start: int, stop: int, frame_size: tuple[int, int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         """Decode frames ``start`` (an I-frame) to ``stop`` (exclusive) with motion-vector export.
+
+        ``frame_size`` (H', W'): also convert every decoded frame to RGB, resized to cover H' x W'
+        and centre-cropped (``lavit.video.cover_resize.FrameResizer``), in the same pass; None
+        converts only the keyframe.
 
         Returns:
             motion (n, H/16, W/16, 2) float32 pixels, intra (n,) bool, keyframe (H, W, 3) uint8 RGB
-            of frame ``start``.
+            of frame ``start``, and frames (n, 3, H', W') uint8 RGB (None without ``frame_size``);
+            frame i is the one whose motion is ``motion[i]``.
         """
         if not self._key[start]:
             raise ValueError(f"frame {start} is not an I-frame; decoding must start at one")
@@ -83,6 +91,8 @@ class Mpeg4Packets:
         decoder.thread_type = "AUTO"
         decoder.options = {"flags2": "+export_mvs"}
         fields = MotionFieldBuilder(self.height, self.width)
+        resize = FrameResizer(frame_size) if frame_size is not None else None
+        frames: list[np.ndarray] = []
         keyframe = None
         self._file.seek(self._offsets[start])
         try:
@@ -92,12 +102,14 @@ class Mpeg4Packets:
                     if keyframe is None:
                         keyframe = frame.to_ndarray(format="rgb24")
                     fields.add(frame)
+                    if resize is not None:
+                        frames.append(resize(frame))
         except av.error.FFmpegError as err:
             raise VideoDecodeError(self.source, f"decoding the transcoded stream failed at frame {start + len(fields)} ({err})") from err
         if len(fields) != stop - start:
             raise VideoDecodeError(self.source, f"the transcoded frames {start}-{stop - 1} decoded to {len(fields)} frames")
         motion, intra = fields.result()
-        return motion, intra, keyframe
+        return motion, intra, keyframe, (np.stack(frames) if resize is not None else None)
 
 
 def transcode_to_packets(

@@ -8,6 +8,7 @@ import torch
 
 from datamodules import VideoTextDataModule
 from datamodules.skipped import NoUsableVideosError
+from lavit.video import extract_clips
 from lavit.video.demo_data import make_demo_dataset
 from tests.video.bad_inputs import write_bad_inputs
 
@@ -59,9 +60,33 @@ def test_batches_full_bad_files_replaced_skipped_and_counted(mixed_manifest, num
         assert tuple(b["keyframe"].shape) == (k, 3, 224, 224)
         assert tuple(b["motion"].shape) == (k, 2, 24, 20, 36)
         assert len(b["caption"]) == k and "skipped" not in b
+        assert "frames" not in b  # no frame_size: no frames decoded
     val = _epoch(dm, dm.val_dataloader())
     assert len(val) == 3 and all(b["video_id"] for b in val)
     assert set(v for b in val for v in b["video_id"]) == good_ids  # every clip of each video, stand-ins included
+
+
+def test_frame_size_batches_hold_each_clips_frames_and_bad_files_still_give_full_batches(mixed_manifest):
+    manifest, bad_paths = mixed_manifest
+    size = (32, 48)
+    dm = VideoTextDataModule(train_manifest=str(manifest), batch_size=3, num_workers=0, frame_size=size)
+    dm.setup("fit")
+    batches = _epoch(dm, dm.train_dataloader())
+    assert set(dm.skipped) == bad_paths
+    assert [len(b["video_id"]) for b in batches] == [3, 3, 3]
+    paths = {r.video_id: r.path for r in dm.datasets["train"].records}
+    reference = {}
+    for b in batches:
+        k = len(b["video_id"])
+        assert tuple(b["frames"].shape) == (k, 24, 3, *size) and b["frames"].dtype == torch.uint8
+        assert tuple(b["motion"].shape) == (k, 2, 24, 20, 36)
+        for i, video_id in enumerate(b["video_id"]):
+            if video_id not in reference:
+                reference[video_id] = extract_clips(paths[video_id], frame_size=size)
+            clips = reference[video_id]
+            # the frames are those of the very clip whose motion sits beside them
+            match = [j for j in range(len(clips)) if torch.equal(clips.motion[j], b["motion"][i])]
+            assert len(match) == 1 and torch.equal(b["frames"][i], clips.frames[match[0]])
 
 
 def test_stand_ins_are_a_function_of_seed_index_and_epoch(mixed_manifest):
