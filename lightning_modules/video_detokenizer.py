@@ -11,12 +11,16 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_only
+from PIL import Image
 
 from lavit.detokenizer.autoencoder import PixelSpaceAutoencoder, encode_keyframes, encode_video
+from lavit.detokenizer.components import load_scheduler, load_vae
 from lavit.detokenizer.config import VideoDetokenizerConfig
 from lavit.detokenizer.edm import edm_loss_weight
 from lavit.detokenizer.model import VideoDetokenizerModel, noise_augment
+from lavit.detokenizer.pipeline import VideoDetokenizerPipeline
 from lavit.detokenizer.unet import MOTION_TOKENS
+from lightning_modules.reconstructions import reconstruction_metrics, reconstruction_picture, write_side_by_side
 from lightning_modules.schedules import warmup_cosine
 
 SVD_SOURCE = "stabilityai/stable-video-diffusion-img2vid-xt"
@@ -27,23 +31,6 @@ FROZEN = ("vae", "motion_tokenizer")
 def paper_trainable(name: str) -> bool:
     """The paper's trainable set: the motion encoder, ``conv_in`` and every cross-attention (``attn2``) layer."""
     return name.startswith(("motion_encoder.", "unet.conv_in.")) or ".attn2." in name
-
-
-def _load_vae(folder: str) -> torch.nn.Module:
-    """SVD's ``AutoencoderKLTemporalDecoder`` (or a saved ``PixelSpaceAutoencoder``) from a local folder or its ``vae/``."""
-    from diffusers import AutoencoderKLTemporalDecoder
-
-    path = Path(folder)
-    if (path / "vae" / "config.json").is_file():
-        path = path / "vae"
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(
-            f"no VAE config.json in {folder} (nor in {folder}/vae): give the local folder of {SVD_SOURCE} "
-            f"(download it from https://huggingface.co/{SVD_SOURCE}; its vae/ subfolder is read)"
-        )
-    if PixelSpaceAutoencoder.load_config(path).get("_class_name") == "PixelSpaceAutoencoder":
-        return PixelSpaceAutoencoder.from_config(PixelSpaceAutoencoder.load_config(path))
-    return AutoencoderKLTemporalDecoder.from_pretrained(path)
 
 
 class VideoDetokenizer(pl.LightningModule):
@@ -117,7 +104,7 @@ class VideoDetokenizer(pl.LightningModule):
                 f"{config.latent_channels}: give `vae`, the local folder of {SVD_SOURCE} (its vae/ subfolder; download it "
                 f"from https://huggingface.co/{SVD_SOURCE})"
             )
-        self.vae = PixelSpaceAutoencoder() if vae is None else _load_vae(vae)
+        self.vae = PixelSpaceAutoencoder() if vae is None else load_vae(vae)
         if self.vae.config.latent_channels != config.latent_channels:
             raise ValueError(f"the VAE in {vae} has {self.vae.config.latent_channels} latent channels, the detokenizer "
                              f"expects latent_channels {config.latent_channels}")
@@ -239,6 +226,50 @@ class VideoDetokenizer(pl.LightningModule):
         losses["val/loss"] = torch.stack(list(losses.values())).mean()
         losses["val/loss_zero_motion"] = torch.stack(zero_losses).mean()
         self.log_dict(losses, batch_size=b, sync_dist=True, on_epoch=True)
+        if batch_idx == 0 and self.hparams.num_samples > 0 and not self.trainer.sanity_checking:
+            self._reconstruct(batch)
+
+    # ---- sampled reconstructions -------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, frames: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+        """Keyframe (frame 0 of ``frames`` (N, T, 3, H, W) uint8) + motion (N, 2, T, H', W') -> (N, T, 3, H, W) float in
+        [-1, 1], sampled with the EMA weights (``sample_steps``, guidance ``min_guidance`` .. ``max_guidance``, ``seed``)."""
+        h = self.hparams
+        pipe = VideoDetokenizerPipeline(self.eval_model, self.vae, load_scheduler(), self.motion_tokenizer)
+        keyframe = frames[:, 0].float() / 127.5 - 1.0
+        source = {"motion_tokens": self.motion_tokenizer.tokenize(motion.float())} if self.motion_tokenizer is not None else {"motion": motion}
+        out = pipe.generate(keyframe, **source, num_frames=frames.shape[1], num_steps=h.sample_steps, min_guidance=h.min_guidance,
+                            max_guidance=h.max_guidance, seed=h.seed, output_type="pt")
+        return out.frames.clamp(-1, 1)
+
+    @rank_zero_only
+    def _reconstruct(self, batch: dict) -> None:
+        """PSNR / SSIM of sampled clips and of the repeated-keyframe baseline; mp4 and picture to the log dir and logger."""
+        k = self.hparams.num_samples
+        frames, motion = batch["frames"][:k], batch["motion"][:k]
+        truth = frames.float() / 127.5 - 1.0
+        reconstruction = self.sample(frames, motion).to(truth)
+        metrics = reconstruction_metrics(reconstruction, truth)
+        if self.hparams.i3d_weights:
+            from metrics.fvd import FVD
+
+            fvd = FVD(weights=self.hparams.i3d_weights, value_range=(-1.0, 1.0)).to(truth.device)
+            fvd.update(truth, real=True)
+            fvd.update(reconstruction, real=False)
+            metrics["val/fvd"] = fvd.compute().float()
+        self.log_dict(metrics, rank_zero_only=True, batch_size=k)
+        folder = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "reconstructions"
+        to_uint8 = lambda x: ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu()  # noqa: E731
+        self.last_video = write_side_by_side(to_uint8(truth), to_uint8(reconstruction), folder / f"step{self.global_step:06d}.mp4")
+        picture = reconstruction_picture(to_uint8(truth), to_uint8(reconstruction))
+        self.last_picture = folder / f"step{self.global_step:06d}.png"
+        Image.fromarray(picture).save(self.last_picture)
+        for logger in self.loggers:
+            experiment = getattr(logger, "experiment", None)
+            if hasattr(experiment, "add_image"):  # TensorBoard
+                experiment.add_image("val/truth_vs_reconstruction", picture, self.global_step, dataformats="HWC")
+            elif hasattr(logger, "log_image"):  # Weights & Biases, Neptune, ...
+                logger.log_image(key="val/truth_vs_reconstruction", images=[picture], step=self.global_step)
 
     # ---- EMA ---------------------------------------------------------------------------------------
     def optimizer_step(self, *args, **kwargs):

@@ -52,7 +52,7 @@ class SyntheticClips(pl.LightningDataModule):
 
 
 def tiny_model(**kwargs) -> VideoDetokenizer:
-    args = dict(detokenizer="demo", lr=1e-3, warmup_steps=0, ema_decay=0.9, val_sigmas=(0.5, 2.0), seed=0)
+    args = dict(detokenizer="demo", lr=1e-3, warmup_steps=0, ema_decay=0.9, val_sigmas=(0.5, 2.0), num_samples=0, seed=0)
     return VideoDetokenizer(**{**args, **kwargs})
 
 
@@ -123,6 +123,10 @@ def test_checkpoint_with_svd_vae_holds_no_vae_keys_and_loads_back(tmp_path):
         a, b = getattr(reloaded, name).state_dict(), getattr(model, name).state_dict()
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
     assert not reloaded.vae.training
+    import lavit  # the downstream loader reads the EMA weights of this checkpoint
+
+    loaded = lavit.load_video_detokenizer(path).state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in model.ema.state_dict().items())
 
 
 class Kill(pl.Callback):
@@ -195,3 +199,32 @@ def test_ddp_two_processes_agree(tmp_path):
     a, b = (torch.load(out / f"rank{k}.pt", weights_only=True) for k in (0, 1))
     assert a["val_loss"] == b["val_loss"] and np.isfinite(a["val_loss"])  # sync_dist: one value on both ranks
     assert all(torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
+
+
+def test_validation_writes_sampled_reconstructions(tmp_path, capsys):
+    import av
+
+    model = tiny_model(num_samples=2, sample_steps=2)
+    t = trainer(tmp_path, max_steps=1, val_check_interval=1, callbacks=[])
+    t.fit(model, datamodule=SyntheticClips(num_train=2, num_val=2))
+    assert {"val/psnr", "val/ssim", "val/psnr_keyframe", "val/ssim_keyframe"} <= set(t.callback_metrics)
+    assert model.last_video.parent == tmp_path / "reconstructions" and model.last_picture.is_file()
+    with av.open(str(model.last_video)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 24 and frames[0].shape == (2 * 128, 2 * 128, 3)  # 2 clips x (truth | reconstruction), 16 px x 8
+    printed = capsys.readouterr().out
+    assert f"reconstruction video: {model.last_video}" in printed and f"reconstruction picture: {model.last_picture}" in printed
+
+
+def test_reconstruction_metrics_against_hand_values():
+    from lightning_modules.reconstructions import reconstruction_metrics
+
+    levels = torch.tensor([0.0, 0.1, 0.2, 0.3]).view(1, 4, 1, 1, 1)
+    truth = levels.expand(1, 4, 3, 16, 16).clone()
+    metrics = reconstruction_metrics(truth + 0.05, truth)
+    assert metrics["val/psnr"].item() == pytest.approx(10 * np.log10(4 / 0.05**2), abs=1e-3)  # data range 2
+    baseline_mse = np.mean([0.1**2, 0.2**2, 0.3**2])  # frame 0 repeated, frames 1..3 scored
+    assert metrics["val/psnr_keyframe"].item() == pytest.approx(10 * np.log10(4 / baseline_mse), abs=1e-3)
+    c1 = (0.01 * 2) ** 2  # flat frames: SSIM = its luminance term (2 mu_x mu_y + C1) / (mu_x^2 + mu_y^2 + C1)
+    ssim = np.mean([(2 * m * (m + 0.05) + c1) / (m**2 + (m + 0.05) ** 2 + c1) for m in (0.1, 0.2, 0.3)])
+    assert metrics["val/ssim"].item() == pytest.approx(ssim, abs=1e-4)
