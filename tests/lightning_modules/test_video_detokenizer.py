@@ -261,3 +261,27 @@ def test_demo_config_learns_and_uses_motion(tmp_path):
     assert cli.model.last_video is not None and cli.model.last_video.is_file()
     assert final["val/loss"] <= 0.7 * initial["val/loss"]
     assert final["val/loss"] < final["val/loss_zero_motion"]
+
+
+def test_tokenizer_motion_source_conditions_on_decoded_tokens(tmp_path):
+    """motion_source="tokenizer": the model sees the frozen tokenizer's tokenize -> detokenize of the batch motion,
+    and the tokenizer is neither trained nor saved."""
+    from lavit.tokenizers import MotionTokenizer, MotionTokenizerConfig
+    from lavit.tokenizers.loading import save_motion_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = MotionTokenizer(MotionTokenizerConfig.from_name("tiny")).eval()
+    path = save_motion_tokenizer(tokenizer, tmp_path / "tokenizer.safetensors")
+    with pytest.raises(ValueError, match="motion_tokenizer"):
+        tiny_model(motion_source="tokenizer")
+    model = tiny_model(motion_source="tokenizer", motion_tokenizer=str(path))
+    batch = SyntheticClips(num_train=2).train_set
+    frames, motion = torch.stack([c["frames"] for c in batch]), torch.stack([c["motion"] for c in batch])
+    _, _, conditioned = model._inputs({"frames": frames, "motion": motion}, torch.Generator().manual_seed(0))
+    decoded = tokenizer.detokenize(tokenizer.tokenize(motion))
+    torch.testing.assert_close(conditioned, model.model.motion_condition(decoded, (16, 16)))
+    assert not any(p.requires_grad for p in model.motion_tokenizer.parameters())
+    t = trainer(tmp_path, max_steps=1, limit_val_batches=0)
+    t.fit(model, datamodule=SyntheticClips(num_train=2))
+    ckpt = torch.load(t.checkpoint_callback.best_model_path, map_location="cpu", weights_only=True)
+    assert not any(k.startswith("motion_tokenizer.") for k in ckpt["state_dict"])
