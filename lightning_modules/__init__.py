@@ -7,7 +7,8 @@ without importing Lightning.
 
 import importlib
 
-_CLASSES = {"MotionVQVAE": "lightning_modules.motion_vqvae", "VideoEvaluator": "lightning_modules.video_evaluator"}
+_CLASSES = {"MotionVQVAE": "lightning_modules.motion_vqvae", "VideoEvaluator": "lightning_modules.video_evaluator",
+            "VideoDetokenizer": "lightning_modules.video_detokenizer"}
 
 __all__ = sorted(_CLASSES)
 
