@@ -99,6 +99,15 @@ KNOWN_WEIGHTS: dict[str, WeightsFile] = {
         ),
         source_url="https://huggingface.co/rain1011/Video-LaVIT-v1 (file video_3d_unet.bin)",
     ),
+    "keyframe_decoder": WeightsFile(
+        name="highres_tokenizer_decoder.bin",
+        description=(
+            "the official Video-LaVIT v1 keyframe code-to-feature decoder (HighresVQDecoder, 414,002,304 parameters), "
+            "a torch state dict; loads strictly into lavit.detokenizer.KeyframeFeatureDecoder "
+            "(lavit.detokenizer.load_keyframe_decoder)"
+        ),
+        source_url="https://huggingface.co/rain1011/Video-LaVIT-v1 (file visual_tokenizer/highres_tokenizer_decoder.bin)",
+    ),
     "i3d_torchscript": WeightsFile(
         name="i3d_torchscript.pt",
         description=(

@@ -4,6 +4,13 @@ from lavit.detokenizer.autoencoder import PixelSpaceAutoencoder, decode_latents,
 from lavit.detokenizer.components import SVD_SCHEDULER_CONFIG, MissingComponentError, load_scheduler, load_vae
 from lavit.detokenizer.config import VIDEO_DETOKENIZER_CONFIGS, VideoDetokenizerConfig
 from lavit.detokenizer.edm import edm_loss_weight, edm_scalings, sample_sigmas
+from lavit.detokenizer.keyframe_decoder import (
+    KEYFRAME_DECODER_CONFIGS,
+    KeyframeDecoderConfig,
+    KeyframeFeatureDecoder,
+    load_keyframe_decoder,
+    load_keyframe_decoder_weights,
+)
 from lavit.detokenizer.loading import load_svd_unet_weights, load_video_detokenizer, save_video_detokenizer
 from lavit.detokenizer.model import EDMLoss, VideoDetokenizerModel, noise_augment
 from lavit.detokenizer.motion_encoder import (
@@ -17,6 +24,11 @@ from lavit.detokenizer.unet import PAPER_UNET_CONFIG, TINY_UNET_CONFIG, MotionCo
 
 __all__ = [
     "EDMLoss",
+    "KEYFRAME_DECODER_CONFIGS",
+    "KeyframeDecoderConfig",
+    "KeyframeFeatureDecoder",
+    "load_keyframe_decoder",
+    "load_keyframe_decoder_weights",
     "MissingComponentError",
     "SVD_SCHEDULER_CONFIG",
     "load_scheduler",
