@@ -199,6 +199,16 @@ class KeyframeTokenizer(nn.Module):
         self.encode_task_layer = nn.Sequential(nn.Linear(c.width, c.width), nn.Tanh(), nn.Linear(c.width, c.code_dim))
         self.vit_proj = nn.Linear(c.width, c.llm_embed_dim)
 
+    @classmethod
+    def with_encoder(cls, config: KeyframeTokenizerConfig | str | None = None) -> "KeyframeTokenizer":
+        """A tokenizer whose ``encoder`` is ``EVAVisionEncoder(EVAVisionConfig.coerce(config.encoder))``."""
+        from lavit.tokenizers.eva_vit import EVAVisionConfig, EVAVisionEncoder  # a separate module (issue 12)
+
+        c = KeyframeTokenizerConfig.coerce(config)
+        if c.encoder is None:
+            raise ValueError("config.encoder is None: name an EVA preset or give its fields")
+        return cls(c, encoder=EVAVisionEncoder(EVAVisionConfig.coerce(c.encoder)))
+
     def train(self, mode: bool = True) -> "KeyframeTokenizer":
         super().train(mode)
         if self.encoder is not None:
