@@ -1,11 +1,17 @@
-"""Tokenizers: the motion VQ-VAE (and, later, the LaVIT keyframe tokenizer)."""
+"""Tokenizers: the motion VQ-VAE and the LaVIT keyframe tokenizer (selector, merger, quantiser)."""
 
+from lavit.tokenizers.keyframe_config import KEYFRAME_TOKENIZER_CONFIGS, KeyframeTokenizerConfig
+from lavit.tokenizers.keyframe_tokenizer import KeyframeTokenizer, KeyframeTokenizerOutput
 from lavit.tokenizers.loading import load_motion_tokenizer, read_motion_tokenizer_checkpoint, save_motion_tokenizer
 from lavit.tokenizers.motion_config import MOTION_TOKENIZER_CONFIGS, MotionTokenizerConfig
 from lavit.tokenizers.motion_tokenizer import MotionTokenizer
 from lavit.tokenizers.quantizer import NormEMAQuantizer, QuantizerOutput
 
 __all__ = [
+    "KEYFRAME_TOKENIZER_CONFIGS",
+    "KeyframeTokenizer",
+    "KeyframeTokenizerConfig",
+    "KeyframeTokenizerOutput",
     "MOTION_TOKENIZER_CONFIGS",
     "MotionTokenizer",
     "MotionTokenizerConfig",

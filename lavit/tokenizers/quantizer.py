@@ -120,6 +120,16 @@ class NormEMAQuantizer(nn.Module):
         """(...) int64 -> (..., D) codes."""
         return F.embedding(indices, self.codebook)
 
+    @torch.no_grad()
+    def tokenize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inference lookup, the official ``VectorQuantizer.tokenize``: (..., D) features -> (z_q (..., D)
+        codebook rows as stored, indices (...) int64) of l2norm(z); float32, no EMA, no statistics."""
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            flat = F.normalize(z.float(), dim=-1).reshape(-1, self.dim)
+            c = self.codebook.float()  # a bf16 model keeps its codebook in bf16
+            indices = (flat.pow(2).sum(1, keepdim=True) + c.pow(2).sum(1) - 2 * flat @ c.t()).argmin(1)
+            return F.embedding(indices, c).view(z.shape), indices.view(z.shape[:-1])
+
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         """Quantise (..., D) features (computed in float32 whatever the autocast state)."""
         shape = z.shape
