@@ -1,16 +1,22 @@
 """Tokenizers: the motion VQ-VAE (and, later, the LaVIT keyframe tokenizer)."""
 
+from lavit.tokenizers.eva_loading import load_eva_encoder
+from lavit.tokenizers.eva_vit import EVA_VISION_CONFIGS, EVAVisionConfig, EVAVisionEncoder
 from lavit.tokenizers.loading import load_motion_tokenizer, read_motion_tokenizer_checkpoint, save_motion_tokenizer
 from lavit.tokenizers.motion_config import MOTION_TOKENIZER_CONFIGS, MotionTokenizerConfig
 from lavit.tokenizers.motion_tokenizer import MotionTokenizer
 from lavit.tokenizers.quantizer import NormEMAQuantizer, QuantizerOutput
 
 __all__ = [
+    "EVA_VISION_CONFIGS",
+    "EVAVisionConfig",
+    "EVAVisionEncoder",
     "MOTION_TOKENIZER_CONFIGS",
     "MotionTokenizer",
     "MotionTokenizerConfig",
     "NormEMAQuantizer",
     "QuantizerOutput",
+    "load_eva_encoder",
     "load_motion_tokenizer",
     "read_motion_tokenizer_checkpoint",
     "save_motion_tokenizer",
