@@ -108,6 +108,16 @@ KNOWN_WEIGHTS: dict[str, WeightsFile] = {
         ),
         source_url="https://huggingface.co/rain1011/Video-LaVIT-v1 (file visual_tokenizer/highres_tokenizer_decoder.bin)",
     ),
+    "eva_vit_g": WeightsFile(
+        name="eva_vitg_psz14.bin",
+        description=(
+            "EVA-CLIP ViT-g/14, the frozen image encoder of the Video-LaVIT keyframe tokenizer (1,012,588,928 "
+            "parameters incl. the unused norm and head), a torch state dict; loads strictly into "
+            "lavit.tokenizers.EVAVisionEncoder (lavit.tokenizers.load_eva_encoder). The official code reads "
+            "visual_tokenizer/eva_vitg_psz14.bin (issue 12 calls it eva_vit_psz14.bin; both names are accepted)"
+        ),
+        source_url="https://huggingface.co/rain1011/Video-LaVIT-v1 (file visual_tokenizer/eva_vitg_psz14.bin)",
+    ),
     "i3d_torchscript": WeightsFile(
         name="i3d_torchscript.pt",
         description=(
@@ -475,13 +485,15 @@ def _listed(keys: list[str], limit: int = 20) -> str:
 
 
 def load_state_dict_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str | os.PathLike[str],
-                           optional: tuple[str, ...] = ("num_batches_tracked",)) -> None:
+                           optional: tuple[str, ...] = ("num_batches_tracked",), assign: bool = False) -> None:
     """``model.load_state_dict(state, strict=True)`` with one error naming every mismatch.
 
     Args:
         optional: key suffixes the file may lack (BatchNorm ``num_batches_tracked`` counters: files
             saved before PyTorch 0.4.1, such as the original pytorch-i3d ones, lack them; they do not
             affect inference). The model keeps its own values for those.
+        assign: take the file's tensors instead of copying into the model's (``load_state_dict(assign=True)``),
+            e.g. for a model built on the meta device; the keys and shapes are checked first all the same.
 
     Raises:
         WeightsMismatchError: missing keys, unexpected keys and mis-shaped tensors, all listed.
@@ -503,4 +515,4 @@ def load_state_dict_strict(model: nn.Module, state: Mapping[str, torch.Tensor], 
     full = dict(state)
     for name, value in expected.items():
         full.setdefault(name, value)
-    model.load_state_dict(full, strict=True)
+    model.load_state_dict(full, strict=True, assign=assign)

@@ -2,6 +2,8 @@
 
 from lavit.tokenizers.keyframe_config import KEYFRAME_TOKENIZER_CONFIGS, KeyframeTokenizerConfig
 from lavit.tokenizers.keyframe_tokenizer import KeyframeTokenizer, KeyframeTokenizerOutput
+from lavit.tokenizers.eva_loading import load_eva_encoder
+from lavit.tokenizers.eva_vit import EVA_VISION_CONFIGS, EVAVisionConfig, EVAVisionEncoder
 from lavit.tokenizers.loading import load_motion_tokenizer, read_motion_tokenizer_checkpoint, save_motion_tokenizer
 from lavit.tokenizers.motion_config import MOTION_TOKENIZER_CONFIGS, MotionTokenizerConfig
 from lavit.tokenizers.motion_tokenizer import MotionTokenizer
@@ -12,11 +14,15 @@ __all__ = [
     "KeyframeTokenizer",
     "KeyframeTokenizerConfig",
     "KeyframeTokenizerOutput",
+    "EVA_VISION_CONFIGS",
+    "EVAVisionConfig",
+    "EVAVisionEncoder",
     "MOTION_TOKENIZER_CONFIGS",
     "MotionTokenizer",
     "MotionTokenizerConfig",
     "NormEMAQuantizer",
     "QuantizerOutput",
+    "load_eva_encoder",
     "load_motion_tokenizer",
     "read_motion_tokenizer_checkpoint",
     "save_motion_tokenizer",
