@@ -20,3 +20,11 @@ def load_video_detokenizer(source=None, unet_config=None, encoder_config=None, *
     from lavit.detokenizer.loading import load_video_detokenizer as load
 
     return load(source, unet_config, encoder_config, use_ema=use_ema)
+
+
+def load_keyframe_detokenizer(source=None, **config):
+    """Build the keyframe detokenizer pipeline (code-to-feature decoder, codebook, SDXL-shaped U-Net, VAE, scheduler)
+    from a Video-LaVIT root or explicit parts; see ``lavit.detokenizer.keyframe_pipeline.load_keyframe_detokenizer``."""
+    from lavit.detokenizer.keyframe_pipeline import load_keyframe_detokenizer as load
+
+    return load(source, **config)

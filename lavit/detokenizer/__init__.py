@@ -1,7 +1,15 @@
 """The video detokenizer (docs/spec.md §4): motion condition encoder and motion-conditioned 3D U-Net."""
 
 from lavit.detokenizer.autoencoder import PixelSpaceAutoencoder, decode_latents, encode_keyframes, encode_video, vae_scale_factor
-from lavit.detokenizer.components import SVD_SCHEDULER_CONFIG, MissingComponentError, load_scheduler, load_vae
+from lavit.detokenizer.components import (
+    SVD_SCHEDULER_CONFIG,
+    MissingComponentError,
+    load_image_scheduler,
+    load_image_unet,
+    load_image_vae,
+    load_scheduler,
+    load_vae,
+)
 from lavit.detokenizer.config import VIDEO_DETOKENIZER_CONFIGS, VideoDetokenizerConfig
 from lavit.detokenizer.edm import edm_loss_weight, edm_scalings, sample_sigmas
 from lavit.detokenizer.keyframe_decoder import (
@@ -10,6 +18,12 @@ from lavit.detokenizer.keyframe_decoder import (
     KeyframeFeatureDecoder,
     load_keyframe_decoder,
     load_keyframe_decoder_weights,
+)
+from lavit.detokenizer.keyframe_pipeline import (
+    KeyframeDetokenizerOutput,
+    KeyframeDetokenizerPipeline,
+    load_keyframe_codebook,
+    load_keyframe_detokenizer,
 )
 from lavit.detokenizer.loading import load_svd_unet_weights, load_video_detokenizer, save_video_detokenizer
 from lavit.detokenizer.model import EDMLoss, VideoDetokenizerModel, noise_augment
@@ -29,6 +43,13 @@ __all__ = [
     "KeyframeFeatureDecoder",
     "load_keyframe_decoder",
     "load_keyframe_decoder_weights",
+    "KeyframeDetokenizerOutput",
+    "KeyframeDetokenizerPipeline",
+    "load_image_scheduler",
+    "load_image_unet",
+    "load_image_vae",
+    "load_keyframe_codebook",
+    "load_keyframe_detokenizer",
     "MissingComponentError",
     "SVD_SCHEDULER_CONFIG",
     "load_scheduler",

@@ -166,3 +166,75 @@ def load_vae(folder: str | os.PathLike[str]) -> nn.Module:
     if not any((root / weights).is_file() for weights in VAE_WEIGHTS):
         raise MissingComponentError(root / VAE_WEIGHTS[0], f"VAE weights ({' or '.join(VAE_WEIGHTS)})")
     return AutoencoderKLTemporalDecoder.from_pretrained(str(root), local_files_only=True).eval()
+
+
+# ---- keyframe (image) detokenizer: SDXL-shaped U-Net, AutoencoderKL, DDIM / Euler-ancestral ------------------------
+IMAGE_DETOKENIZER_FOLDER = "image_detokenizer"  # inside a rain1011/Video-LaVIT-v1 root
+IMAGE_WHERE_TO_GET = (
+    f"https://huggingface.co/{LAVIT_REPO} (folders {IMAGE_DETOKENIZER_FOLDER}/unet, {IMAGE_DETOKENIZER_FOLDER}/vae, "
+    f"{IMAGE_DETOKENIZER_FOLDER}/scheduler)"
+)
+IMAGE_SCHEDULERS = ("DDIMScheduler", "EulerAncestralDiscreteScheduler")
+"""Schedulers the official ``image_decoding`` samples with: Euler-ancestral when the folder's config says so, else DDIM."""
+
+
+def _find_image_part(folder: str | os.PathLike[str], name: str, subfolder: str, what: str) -> Path:
+    """``folder/name``, ``folder/subfolder/name`` or ``folder/image_detokenizer/subfolder/name``, else
+    MissingComponentError naming the path and rain1011/Video-LaVIT-v1."""
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise MissingComponentError(path, f"keyframe detokenizer {subfolder} folder", IMAGE_WHERE_TO_GET)
+    for candidate in (path / name, path / subfolder / name, path / IMAGE_DETOKENIZER_FOLDER / subfolder / name):
+        if candidate.is_file():
+            return candidate
+    raise MissingComponentError(path / IMAGE_DETOKENIZER_FOLDER / subfolder / name,
+                                f"keyframe detokenizer {what} ({name}; also looked in {str(path)!r} and "
+                                f"{str(path / subfolder)!r})", IMAGE_WHERE_TO_GET)
+
+
+def _diffusers_model(folder: str | os.PathLike[str], subfolder: str, class_name: str, what: str) -> nn.Module:
+    import diffusers
+
+    config_path = _find_image_part(folder, "config.json", subfolder, f"{what} config")
+    root = config_path.parent
+    name = _read_json(config_path).get("_class_name", class_name)
+    if name != class_name:
+        raise ValueError(f"{str(config_path)!r}: {what} class {name!r} is not supported; expected {class_name}")
+    if not any((root / weights).is_file() for weights in VAE_WEIGHTS):
+        raise MissingComponentError(root / VAE_WEIGHTS[0], f"keyframe detokenizer {what} weights "
+                                    f"({' or '.join(VAE_WEIGHTS)})", IMAGE_WHERE_TO_GET)
+    return getattr(diffusers, class_name).from_pretrained(str(root), local_files_only=True).eval()
+
+
+def load_image_unet(folder: str | os.PathLike[str]) -> nn.Module:
+    """The keyframe detokenizer's SDXL-shaped ``UNet2DConditionModel`` (``config.json`` + weights) from a diffusers
+    folder, ``<folder>/unet`` or a Video-LaVIT root's ``image_detokenizer/unet``, in eval mode.
+
+    Raises:
+        MissingComponentError: the folder, its ``config.json`` or weights are missing (path and source named).
+        ValueError: a config naming another class.
+    """
+    return _diffusers_model(folder, "unet", "UNet2DConditionModel", "U-Net")
+
+
+def load_image_vae(folder: str | os.PathLike[str]) -> nn.Module:
+    """The keyframe detokenizer's ``AutoencoderKL`` from a diffusers folder, ``<folder>/vae`` or a Video-LaVIT
+    root's ``image_detokenizer/vae``, in eval mode. Raises as :func:`load_image_unet`."""
+    return _diffusers_model(folder, "vae", "AutoencoderKL", "VAE")
+
+
+def load_image_scheduler(folder: str | os.PathLike[str]):
+    """The keyframe detokenizer's scheduler from ``scheduler_config.json`` (in ``folder``, ``folder/scheduler`` or
+    ``image_detokenizer/scheduler``): ``EulerAncestralDiscreteScheduler`` when the config names it, else
+    ``DDIMScheduler`` (the official ``image_decoding`` rule).
+
+    Raises:
+        MissingComponentError: the folder or its config is missing.
+        ValueError: an unreadable config.
+    """
+    import diffusers
+
+    path = _find_image_part(folder, SCHEDULER_CONFIG, "scheduler", "scheduler config")
+    name = _read_json(path).get("_class_name")
+    name = name if name in IMAGE_SCHEDULERS else "DDIMScheduler"
+    return getattr(diffusers, name).from_pretrained(str(path.parent), local_files_only=True)
