@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
 from lavit.config import PresetConfig
+from lavit.tokenizers.quantizer import check_quantizer_settings
 
 SELECTIONS = ("gumbel", "deterministic")
 
@@ -83,12 +84,7 @@ class KeyframeTokenizerConfig(PresetConfig):
         if any(self.llm_code_offset <= s < self.llm_code_offset + self.n_code for s in (self.img_start, self.img_end)):
             raise ValueError(f"visual ids {self.llm_code_offset}..{self.llm_code_offset + self.n_code - 1} overlap "
                              f"[IMG] {self.img_start} / [/IMG] {self.img_end}")
-        if not 0 <= self.decay < 1:
-            raise ValueError(f"decay must lie in [0, 1), got {self.decay}")
-        if self.commitment_weight < 0:
-            raise ValueError(f"commitment_weight must be non-negative, got {self.commitment_weight}")
-        if self.dead_code_steps is not None and self.dead_code_steps < 1:
-            raise ValueError(f"dead_code_steps must be positive or None, got {self.dead_code_steps}")
+        check_quantizer_settings(self)
 
     @property
     def grid_size(self) -> int:

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lavit.modules.spatiotemporal import Mlp
 from lavit.tokenizers.keyframe_config import SELECTIONS, KeyframeTokenizerConfig
 from lavit.tokenizers.quantizer import NormEMAQuantizer
 
@@ -95,17 +96,6 @@ class TokenCrossAttention(nn.Module):
         policy = (1 - keep.to(x.dtype)).reshape(b, 1, 1, m)
         attn = soft_policy_softmax((q @ k.transpose(-2, -1)) * self.scale, policy, self.eps)
         return self.proj((attn @ v).transpose(1, 2).reshape(b, n, d))
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class CausalFuserBlock(nn.Module):

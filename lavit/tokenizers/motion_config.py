@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from lavit.config import PresetConfig
+from lavit.tokenizers.quantizer import check_quantizer_settings
 
 PAPER_STRIDES = ((1, 2, 2), (2, 1, 1), (2, 1, 1), (2, 2, 2))
 
@@ -89,12 +90,7 @@ class MotionTokenizerConfig(PresetConfig):
                 if grid[axis] % s:
                     raise ValueError(f"clip shape {(self.num_frames, *self.field_size)} is not divisible by the strides {self.strides}")
                 grid[axis] //= s
-        if not 0 <= self.decay < 1:
-            raise ValueError(f"decay must lie in [0, 1), got {self.decay}")
-        if self.commitment_weight < 0:
-            raise ValueError(f"commitment_weight must be non-negative, got {self.commitment_weight}")
-        if self.dead_code_steps is not None and self.dead_code_steps < 1:
-            raise ValueError(f"dead_code_steps must be positive or None, got {self.dead_code_steps}")
+        check_quantizer_settings(self)
         if self.quantizer_warmup_steps < 0:
             raise ValueError(f"quantizer_warmup_steps must be non-negative, got {self.quantizer_warmup_steps}")
         if self.init_std is not None and not self.init_std > 0:

@@ -214,3 +214,14 @@ class NormEMAQuantizer(nn.Module):
         self.embedding.weight.copy_(centres)
         broadcast(self.embedding.weight.data, src=0)
         self.initialized.fill_(True)
+
+
+def check_quantizer_settings(config) -> None:
+    """Raise ValueError naming the first out-of-range EMA-quantiser field of ``config`` (``decay``,
+    ``commitment_weight``, ``dead_code_steps``): the one check the motion and keyframe tokenizer configs share."""
+    if not 0 <= config.decay < 1:
+        raise ValueError(f"decay must lie in [0, 1), got {config.decay}")
+    if config.commitment_weight < 0:
+        raise ValueError(f"commitment_weight must be non-negative, got {config.commitment_weight}")
+    if config.dead_code_steps is not None and config.dead_code_steps < 1:
+        raise ValueError(f"dead_code_steps must be positive or None, got {config.dead_code_steps}")
