@@ -20,3 +20,11 @@ def load_video_detokenizer(source=None, unet_config=None, encoder_config=None, *
     from lavit.detokenizer.loading import load_video_detokenizer as load
 
     return load(source, unet_config, encoder_config, use_ema=use_ema)
+
+
+def load_keyframe_tokenizer(source=None, config=None, **kwargs):
+    """Build the keyframe tokenizer (EVA encoder, selector, merger, quantiser) and load its weights strictly per
+    component; see ``lavit.tokenizers.keyframe_loading.load_keyframe_tokenizer``."""
+    from lavit.tokenizers.keyframe_loading import load_keyframe_tokenizer as load
+
+    return load(source, config, **kwargs)
