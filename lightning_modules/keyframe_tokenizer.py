@@ -45,9 +45,11 @@ class KeyframeTokenizer(pl.LightningModule):
     deterministic at validation / test) -> merger -> kept tokens -> ``encode_task_layer`` -> EMA quantiser (commitment,
     dead-code restarts) -> decoder ``reconstruct_features`` -> f_hat (B, N, D). Loss:
     ``mean_patches(1 - cos(f_hat, f)) + keep_weight * mean_images(keep_rate - target_ratio)^2
-    + confidence_weight * mean_patches H(p_keep) / log 2 + commitment``. The entropy term makes the selector decisive, so
-    that the deterministic selection (keep where p_keep > 0.5) keeps what the Gumbel draws keep in training: without it
-    the selector settles at p_keep ~ target_ratio everywhere and deterministic selection keeps (almost) nothing.
+    + topk_weight * CE(selector, its own top-k) + commitment``, k = round(target_ratio * N). The top-k term (the
+    selector's cross-entropy towards keeping its k best-scored patches of each image, labels detached) makes the
+    selector decisive, so that the deterministic selection (keep where p_keep > 0.5) keeps what the Gumbel draws keep
+    in training, ~k patches: with the keep-ratio term alone the selector settles at p_keep ~ target_ratio everywhere
+    and deterministic selection keeps (almost) nothing; an entropy penalty instead drives every patch to "drop".
     An image whose draw keeps nothing keeps its highest-scoring patch (the decoder needs one code).
 
     Batches: ``{"image": (B, 3, S, S)}`` (``ImageTextDataModule``) or ``{"keyframe": ...}`` (``VideoTextDataModule``),
@@ -63,8 +65,9 @@ class KeyframeTokenizer(pl.LightningModule):
         init_weights: tokenizer weights to start from (official ``tokenizer_encoder.bin``, safetensors, a checkpoint
             of this module); strict per component; the encoder in them is ignored (``eva_weights`` decides).
         target_ratio, keep_weight: the keep-rate target (0.35 ~ 90 of 256 patches) and the weight of its term.
-        confidence_weight: weight of the selector's mean keep / drop entropy (in bits).
+        topk_weight: weight of the top-k term.
         lr, weight_decay, betas, warmup_steps, min_lr_ratio: AdamW, linear warm-up then cosine decay.
+        seed: seed of the training Gumbel draws (a function of seed, global step and rank, so resumes replay them).
     """
 
     def __init__(
@@ -76,12 +79,13 @@ class KeyframeTokenizer(pl.LightningModule):
         init_weights: str | None = None,
         target_ratio: float = 0.35,
         keep_weight: float = 1.0,
-        confidence_weight: float = 0.1,
+        topk_weight: float = 0.1,
         lr: float = 1e-4,
         weight_decay: float = 0.05,
         betas: Sequence[float] = (0.9, 0.99),
         warmup_steps: int = 1000,
         min_lr_ratio: float = 0.1,
+        seed: int = 0,
     ):
         super().__init__()
         config = KeyframeTokenizerConfig.coerce(tokenizer)
@@ -131,7 +135,11 @@ class KeyframeTokenizer(pl.LightningModule):
         tok, h = self.tokenizer, self.hparams
         features = tok.encode_images(images).float()  # frozen encoder, no gradient
         pred = tok.selector_scores(features)
-        keep = tok.keep_policy(pred, "gumbel" if stage == "train" else "deterministic")
+        if stage == "train":  # draws from (seed, step, rank): the same after a resume
+            generator = torch.Generator(pred.device).manual_seed(h.seed * 1_000_003 + self.global_step * 1009 + self.global_rank)
+            keep = tok.keep_policy(pred, "gumbel", generator)
+        else:
+            keep = tok.keep_policy(pred, "deterministic")
         empty = keep.detach().sum(1) < 0.5
         if bool(empty.any()):  # the decoder needs a code per image: keep the best-scoring patch
             best = F.one_hot(pred[..., 0].argmax(1), keep.shape[1]).to(keep.dtype)
@@ -143,15 +151,19 @@ class KeyframeTokenizer(pl.LightningModule):
         cos = F.cosine_similarity(rec, features, dim=-1).mean()
         keep_rate = keep.mean(1)
         keep_loss = (keep_rate - h.target_ratio).pow(2).mean()
-        p_keep = pred[..., 0].exp()
-        entropy = -(p_keep * pred[..., 0] + (1 - p_keep) * pred[..., 1]).mean() / math.log(2)
+        k = max(1, round(h.target_ratio * pred.shape[1]))
+        top = torch.zeros_like(pred[..., 0]).scatter_(1, pred[..., 0].detach().topk(k, dim=1).indices, 1.0)
+        topk_loss = -(top * pred[..., 0] + (1 - top) * pred[..., 1]).mean()
+        with torch.no_grad():
+            p_keep = pred[..., 0].exp()
+            entropy = -(p_keep * pred[..., 0] + (1 - p_keep) * pred[..., 1]).mean() / math.log(2)
         rec_loss = 1 - cos
-        loss = rec_loss + h.keep_weight * keep_loss + h.confidence_weight * entropy + q.loss
+        loss = rec_loss + h.keep_weight * keep_loss + h.topk_weight * topk_loss + q.loss
         n = images.shape[0]
         on_step = stage == "train"
         self.log_dict({f"{stage}/loss": loss, f"{stage}/rec_loss": rec_loss, f"{stage}/rec_cos": cos,
                        f"{stage}/keep_ratio": keep_rate.detach().mean(), f"{stage}/keep_loss": keep_loss,
-                       f"{stage}/keep_entropy": entropy, f"{stage}/commit_loss": q.loss},
+                       f"{stage}/keep_entropy": entropy, f"{stage}/topk_loss": topk_loss, f"{stage}/commit_loss": q.loss},
                       batch_size=n, sync_dist=not on_step, on_step=on_step, on_epoch=True)
         if stage == "train":
             self.log_dict({"train/usage": q.usage, "train/perplexity": q.perplexity}, batch_size=n)
