@@ -54,7 +54,8 @@ class KeyframeTokenizer(pl.LightningModule):
 
     Batches: ``{"image": (B, 3, S, S)}`` (``ImageTextDataModule``) or ``{"keyframe": ...}`` (``VideoTextDataModule``),
     CLIP-normalised, S = the tokenizer's ``img_size``. Logged: loss terms, ``rec_cos`` (mean per-patch cosine),
-    ``keep_ratio``, codebook ``usage`` / ``perplexity`` (validation / test: whole epoch, all ranks).
+    ``keep_ratio``, codebook ``usage`` / ``perplexity`` (per training batch; ``train/epoch_usage`` over the training
+    epoch; validation / test: whole epoch, all ranks).
 
     Args:
         tokenizer: the ``lavit.tokenizers.KeyframeTokenizerConfig`` (preset name or fields); checkpoints store it as
@@ -115,6 +116,7 @@ class KeyframeTokenizer(pl.LightningModule):
             if name.startswith(UNTRAINED):
                 p.requires_grad_(False)
         self._epoch_counts: torch.Tensor | None = None
+        self._train_counts: torch.Tensor | None = None
 
     # ---- steps -----------------------------------------------------------------------------
     @torch.no_grad()
@@ -167,6 +169,7 @@ class KeyframeTokenizer(pl.LightningModule):
                       batch_size=n, sync_dist=not on_step, on_step=on_step, on_epoch=True)
         if stage == "train":
             self.log_dict({"train/usage": q.usage, "train/perplexity": q.perplexity}, batch_size=n)
+            self._train_counts = q.counts if self._train_counts is None else self._train_counts + q.counts
             self.log("cos", cos, prog_bar=True, batch_size=n, logger=False)
             skipped = getattr(getattr(self.trainer, "datamodule", None), "skipped", None)
             if skipped is not None:
@@ -183,6 +186,14 @@ class KeyframeTokenizer(pl.LightningModule):
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._shared_step(batch, "test")
+
+    def on_train_epoch_start(self) -> None:
+        self._train_counts = None
+
+    def on_train_epoch_end(self) -> None:
+        if self._train_counts is not None:  # training counts are already summed over ranks by the quantiser
+            usage, perplexity = codebook_statistics(self._train_counts)
+            self.log_dict({"train/epoch_usage": usage, "train/epoch_perplexity": perplexity}, rank_zero_only=True)
 
     def on_validation_epoch_start(self) -> None:
         self._epoch_counts = None
