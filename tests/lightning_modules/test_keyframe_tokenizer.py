@@ -66,6 +66,18 @@ def test_fit_logs_and_checkpoint_loads_into_lavit(tmp_path, demo_root):
     assert torch.equal(again.tokenizer.token_predictor.in_conv[1].weight, model.tokenizer.token_predictor.in_conv[1].weight)
 
 
+def test_paper_tokenizer_trains_the_official_decoder():
+    from lavit.detokenizer.keyframe_decoder import KeyframeDecoderConfig, KeyframeFeatureDecoder
+    from lightning_modules.keyframe_tokenizer import decoder_config
+
+    config = decoder_config(KeyframeTokenizerConfig.from_name("paper"))
+    assert config == KeyframeDecoderConfig()  # the official HighresVQDecoder(depth=12)
+    with torch.device("meta"):
+        assert sum(p.numel() for p in KeyframeFeatureDecoder(config).parameters()) == 414_002_304
+    tiny = decoder_config(KeyframeTokenizerConfig.from_name("tiny"))
+    assert (tiny.in_channels, tiny.num_queries, tiny.decoder_out_dim) == (8, 16, 64)  # codes in, a query per patch, EVA width out
+
+
 def test_bad_settings_are_named():
     with pytest.raises(ValueError, match=r"target_ratio must lie in \(0, 1\], got 0"):
         KeyframeTokenizer("tiny", target_ratio=0)
