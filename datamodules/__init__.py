@@ -1,5 +1,6 @@
-"""LightningDataModules over compressed video."""
+"""LightningDataModules over compressed video and images."""
 
+from datamodules.image_text import ImageDataset, ImageRecord, ImageTextDataModule, collate_images, read_image_manifest
 from datamodules.clip_dataset import EpochSampler, VideoClipDataset, collate_clips
 from datamodules.manifest import VideoRecord, read_manifest
 from datamodules.video_folder import VideoFolderDataModule
@@ -7,10 +8,15 @@ from datamodules.video_text import VideoTextDataModule
 
 __all__ = [
     "EpochSampler",
+    "ImageDataset",
+    "ImageRecord",
+    "ImageTextDataModule",
     "VideoClipDataset",
     "VideoFolderDataModule",
     "VideoRecord",
     "VideoTextDataModule",
     "collate_clips",
+    "collate_images",
+    "read_image_manifest",
     "read_manifest",
 ]

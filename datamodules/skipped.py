@@ -1,4 +1,4 @@
-"""Skip-and-count of unreadable videos, shared by the DataModules."""
+"""Skip-and-count of unreadable videos (and images), shared by the DataModules."""
 
 from __future__ import annotations
 
@@ -10,8 +10,16 @@ import lightning as L
 log = logging.getLogger(__name__)
 
 
-class NoUsableVideosError(ValueError):
+class NoUsableDataError(ValueError):
+    """Every file of a set failed to decode: nothing to train or evaluate on."""
+
+
+class NoUsableVideosError(NoUsableDataError):
     """Every video of a set failed to decode: nothing to train or evaluate on."""
+
+
+class NoUsableImagesError(NoUsableDataError):
+    """Every image of a set failed to decode: nothing to train or evaluate on."""
 
 
 class SkippedVideos(L.LightningDataModule):
@@ -20,8 +28,12 @@ class SkippedVideos(L.LightningDataModule):
     Collate functions run in the DataLoader workers, so they put ``[(path, reason), ...]`` under
     ``batch["skipped"]``; here, in the main process, the entry is removed before the batch reaches the
     model, each path is counted once and logged the first time. A batch marked ``"exhausted"`` (its
-    dataset found no readable video at all) raises ``NoUsableVideosError`` with the counts.
+    dataset found no readable video at all) raises ``NoUsableVideosError`` with the counts. Subclasses over
+    other files set ``item_kind`` (the word in messages) and ``no_usable_error``.
     """
+
+    item_kind = "video"
+    no_usable_error: type[NoUsableDataError] = NoUsableVideosError
 
     def __init__(self):
         super().__init__()
@@ -30,7 +42,7 @@ class SkippedVideos(L.LightningDataModule):
     def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         self.record_skipped(batch.pop("skipped", []))
         if batch.pop("exhausted", None):
-            raise NoUsableVideosError(self.no_usable_videos())
+            raise self.no_usable_error(self.no_usable_videos())
         return batch
 
     def record_skipped(self, skipped: list[tuple[str, str]]) -> None:
@@ -38,16 +50,16 @@ class SkippedVideos(L.LightningDataModule):
         for path, reason in skipped:
             if path not in self.skipped:
                 self.skipped[path] = reason
-                log.warning("skipped unreadable video %s: %s (%d skipped so far)", path, reason, len(self.skipped))
+                log.warning("skipped unreadable %s %s: %s (%d skipped so far)", self.item_kind, path, reason, len(self.skipped))
 
     def no_usable_videos(self, what: str = "set") -> str:
-        return no_usable_videos_message(self.skipped, what)
+        return no_usable_videos_message(self.skipped, what, self.item_kind)
 
 
-def no_usable_videos_message(skipped: dict[str, str], what: str = "set") -> str:
-    """One line: no readable video, with the skip count and the commonest reasons (``skipped``: path -> reason)."""
+def no_usable_videos_message(skipped: dict[str, str], what: str = "set", kind: str = "video") -> str:
+    """One line: no readable video (``kind``), with the skip count and the commonest reasons (``skipped``: path -> reason)."""
     reasons = Counter(skipped.values()).most_common()
     summary = "; ".join(f"{n} x {reason}" for reason, n in reasons[:3])
     if len(reasons) > 3:
         summary += f"; {sum(n for _, n in reasons[3:])} with other reasons"
-    return f"no usable video in the {what}: {len(skipped)} videos skipped as unreadable ({summary})"
+    return f"no usable {kind} in the {what}: {len(skipped)} {kind}s skipped as unreadable ({summary})"

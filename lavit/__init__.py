@@ -28,3 +28,11 @@ def load_keyframe_detokenizer(source=None, **config):
     from lavit.detokenizer.keyframe_pipeline import load_keyframe_detokenizer as load
 
     return load(source, **config)
+
+
+def load_keyframe_tokenizer(source=None, config=None, **kwargs):
+    """Build the keyframe tokenizer (EVA encoder, selector, merger, quantiser) and load its weights strictly per
+    component; see ``lavit.tokenizers.keyframe_loading.load_keyframe_tokenizer``."""
+    from lavit.tokenizers.keyframe_loading import load_keyframe_tokenizer as load
+
+    return load(source, config, **kwargs)

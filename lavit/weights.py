@@ -118,6 +118,26 @@ KNOWN_WEIGHTS: dict[str, WeightsFile] = {
         ),
         source_url="https://huggingface.co/rain1011/Video-LaVIT-v1 (file visual_tokenizer/eva_vitg_psz14.bin)",
     ),
+    "keyframe_tokenizer": WeightsFile(
+        name="tokenizer_encoder.bin",
+        description=(
+            "the official Video-LaVIT v1 keyframe tokenizer without its encoder: token selector (token_predictor.*), "
+            "token merger (causal_encoder.*), codebook (quantize.*) and encode_task_layer.*, a torch state dict; loads "
+            "strictly per component into lavit.tokenizers.KeyframeTokenizer (lavit.load_keyframe_tokenizer), with "
+            "eva_vitg_psz14.bin beside it as the encoder"
+        ),
+        source_url="https://huggingface.co/rain1011/Video-LaVIT-v1 (file visual_tokenizer/tokenizer_encoder.bin)",
+    ),
+    "keyframe_understanding": WeightsFile(
+        name="visual_weight.bin",
+        description=(
+            "the token merger (causal_encoder.*) and understanding projection (vit_proj.*) trained with the LM, a torch "
+            "state dict in the LM folder; lavit.load_keyframe_tokenizer(..., understanding_weights=...) loads it over "
+            "the tokenizer file's merger (only encode_features needs it)"
+        ),
+        source_url=("https://huggingface.co/rain1011/Video-LaVIT-v1 (its language model folder) or "
+                    "https://huggingface.co/rain1011/LaVIT-7B-v2 (file visual_weight.bin)"),
+    ),
     "i3d_torchscript": WeightsFile(
         name="i3d_torchscript.pt",
         description=(

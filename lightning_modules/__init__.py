@@ -8,7 +8,7 @@ without importing Lightning.
 import importlib
 
 _CLASSES = {"MotionVQVAE": "lightning_modules.motion_vqvae", "VideoEvaluator": "lightning_modules.video_evaluator",
-            "VideoDetokenizer": "lightning_modules.video_detokenizer"}
+            "VideoDetokenizer": "lightning_modules.video_detokenizer", "KeyframeTokenizer": "lightning_modules.keyframe_tokenizer"}
 
 __all__ = sorted(_CLASSES)
 
