@@ -3,7 +3,6 @@ decoder against the frozen EVA-CLIP encoder (the official release has no trainin
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any, Mapping, Sequence
 
@@ -20,7 +19,7 @@ from lavit.tokenizers.keyframe_loading import read_keyframe_tokenizer_checkpoint
 from lavit.tokenizers.keyframe_tokenizer import KeyframeTokenizer as LavitKeyframeTokenizer
 from lavit.tokenizers.quantizer import codebook_statistics
 from lavit.weights import load_state_dict_strict
-from lightning_modules.schedules import warmup_cosine
+from lightning_modules.schedules import adamw_warmup_cosine
 
 IMAGE_KEYS = ("image", "keyframe")  # ImageTextDataModule, VideoTextDataModule
 # Parameters the objective does not reach (understanding projection, U-Net conditioning heads): frozen, so that
@@ -220,19 +219,7 @@ class KeyframeTokenizer(pl.LightningModule):
 
     # ---- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self):
-        decay, no_decay = [], []
-        for name, p in self.named_parameters():
-            if not p.requires_grad:
-                continue
-            (no_decay if p.ndim < 2 or name.endswith(("pos_embed", "query_embed")) else decay).append(p)
-        h = self.hparams
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": h.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=h.lr, betas=tuple(h.betas)
-        )
-        total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
-        schedule = functools.partial(warmup_cosine, warmup_steps=h.warmup_steps, total_steps=total, min_ratio=h.min_lr_ratio)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adamw_warmup_cosine(self, self.named_parameters(), no_decay_suffixes=("pos_embed", "query_embed"))
 
     # ---- checkpoints: the quantiser's EMA / restart statistics live outside the state dict ----
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
@@ -21,7 +20,7 @@ from lavit.tokenizers.quantizer import codebook_statistics
 from lavit.video.fields import OFFICIAL_MOTION_STD, OFFICIAL_TOKENIZER_SCALE
 from lavit.video.flow_image import motion_comparison_picture
 from lavit.weights import load_state_dict_strict
-from lightning_modules.schedules import warmup_cosine
+from lightning_modules.schedules import adamw_warmup_cosine
 
 
 class MotionVQVAE(pl.LightningModule):
@@ -168,19 +167,7 @@ class MotionVQVAE(pl.LightningModule):
 
     # ---- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self):
-        decay, no_decay = [], []
-        for name, p in self.tokenizer.named_parameters():
-            if not p.requires_grad:
-                continue
-            (no_decay if p.ndim < 2 or name.endswith(("pos_embed", "temp_pos")) else decay).append(p)
-        h = self.hparams
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": h.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=h.lr, betas=tuple(h.betas)
-        )
-        total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
-        schedule = functools.partial(warmup_cosine, warmup_steps=h.warmup_steps, total_steps=total, min_ratio=h.min_lr_ratio)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adamw_warmup_cosine(self, self.tokenizer.named_parameters(), no_decay_suffixes=("pos_embed", "temp_pos"))
 
     # ---- checkpoints: the quantiser's EMA / restart statistics live outside the state dict ----
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

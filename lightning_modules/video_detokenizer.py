@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import functools
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
@@ -21,7 +20,7 @@ from lavit.detokenizer.model import VideoDetokenizerModel, noise_augment
 from lavit.detokenizer.pipeline import VideoDetokenizerPipeline
 from lavit.detokenizer.unet import MOTION_TOKENS
 from lightning_modules.reconstructions import reconstruction_metrics, reconstruction_picture, write_side_by_side
-from lightning_modules.schedules import warmup_cosine
+from lightning_modules.schedules import adamw_warmup_cosine
 
 SVD_SOURCE = "stabilityai/stable-video-diffusion-img2vid-xt"
 FROZEN = ("vae", "motion_tokenizer")
@@ -313,15 +312,4 @@ class VideoDetokenizer(pl.LightningModule):
 
     # ---- optimisation ------------------------------------------------------------------------------
     def configure_optimizers(self):
-        decay, no_decay = [], []
-        for p in self.model.parameters():
-            if p.requires_grad:
-                (no_decay if p.ndim < 2 else decay).append(p)
-        h = self.hparams
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": h.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=h.lr, betas=tuple(h.betas)
-        )
-        total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
-        schedule = functools.partial(warmup_cosine, warmup_steps=h.warmup_steps, total_steps=total, min_ratio=h.min_lr_ratio)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adamw_warmup_cosine(self, self.model.named_parameters())
