@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 
 from lavit.detokenizer.keyframe_decoder import KeyframeDecoderConfig, KeyframeFeatureDecoder
-from lavit.distributed import all_reduce_sum
 from lavit.tokenizers.eva_loading import load_eva_encoder
 from lavit.tokenizers.eva_vit import EVAVisionConfig, EVAVisionEncoder
 from lavit.tokenizers.keyframe_config import KeyframeTokenizerConfig
@@ -19,6 +18,7 @@ from lavit.tokenizers.keyframe_loading import read_keyframe_tokenizer_checkpoint
 from lavit.tokenizers.keyframe_tokenizer import KeyframeTokenizer as LavitKeyframeTokenizer
 from lavit.tokenizers.quantizer import codebook_statistics
 from lavit.weights import load_state_dict_strict
+from lightning_modules.codebook_usage import CodebookUsageMixin
 from lightning_modules.schedules import adamw_warmup_cosine
 
 IMAGE_KEYS = ("image", "keyframe")  # ImageTextDataModule, VideoTextDataModule
@@ -37,7 +37,7 @@ def decoder_config(tokenizer: KeyframeTokenizerConfig, overrides: Mapping[str, A
     return KeyframeDecoderConfig.from_dict({**base, **dict(overrides or {})})
 
 
-class KeyframeTokenizer(pl.LightningModule):
+class KeyframeTokenizer(CodebookUsageMixin, pl.LightningModule):
     """Keyframe tokenizer training with the LaVIT objective.
 
     images (B, 3, S, S) -> frozen EVA -> features f (B, N, D) -> selector (Gumbel, straight-through, in training;
@@ -193,24 +193,6 @@ class KeyframeTokenizer(pl.LightningModule):
         if self._train_counts is not None:  # training counts are already summed over ranks by the quantiser
             usage, perplexity = codebook_statistics(self._train_counts)
             self.log_dict({"train/epoch_usage": usage, "train/epoch_perplexity": perplexity}, rank_zero_only=True)
-
-    def on_validation_epoch_start(self) -> None:
-        self._epoch_counts = None
-
-    on_test_epoch_start = on_validation_epoch_start
-
-    def _log_epoch_usage(self, stage: str) -> None:
-        counts = self._epoch_counts
-        if counts is None:
-            counts = torch.zeros(self.tokenizer.quantize.num_codes, device=self.device)
-        usage, perplexity = codebook_statistics(all_reduce_sum(counts))
-        self.log_dict({f"{stage}/usage": usage, f"{stage}/perplexity": perplexity}, rank_zero_only=True)
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch_usage("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch_usage("test")
 
     def train(self, mode: bool = True) -> "KeyframeTokenizer":
         super().train(mode)

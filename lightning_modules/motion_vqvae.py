@@ -12,18 +12,17 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 
-from lavit.distributed import all_reduce_sum
 from lavit.tokenizers.loading import is_legacy_hyperparameters, read_motion_tokenizer_checkpoint
 from lavit.tokenizers.motion_config import MotionTokenizerConfig
 from lavit.tokenizers.motion_tokenizer import MotionTokenizer
-from lavit.tokenizers.quantizer import codebook_statistics
 from lavit.video.fields import OFFICIAL_MOTION_STD, OFFICIAL_TOKENIZER_SCALE
 from lavit.video.flow_image import motion_comparison_picture
 from lavit.weights import load_state_dict_strict
+from lightning_modules.codebook_usage import CodebookUsageMixin
 from lightning_modules.schedules import adamw_warmup_cosine
 
 
-class MotionVQVAE(pl.LightningModule):
+class MotionVQVAE(CodebookUsageMixin, pl.LightningModule):
     """Motion VQ-VAE training: MSE reconstruction + commitment, EMA codebook, AdamW with warm-up + cosine.
 
     Batches are ``{"motion": (N, 2, 24, 20, 36), ...}`` (``VideoTextDataModule``). Logged: total,
@@ -122,24 +121,6 @@ class MotionVQVAE(pl.LightningModule):
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._shared_step(batch, "test")
-
-    def on_validation_epoch_start(self) -> None:
-        self._epoch_counts = None
-
-    on_test_epoch_start = on_validation_epoch_start
-
-    def _log_epoch_usage(self, stage: str) -> None:
-        counts = self._epoch_counts
-        if counts is None:
-            counts = torch.zeros(self.tokenizer.quantize.num_codes, device=self.device)
-        usage, perplexity = codebook_statistics(all_reduce_sum(counts))
-        self.log_dict({f"{stage}/usage": usage, f"{stage}/perplexity": perplexity}, rank_zero_only=True)
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch_usage("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch_usage("test")
 
     # ---- pictures ----------------------------------------------------------------------------
     @rank_zero_only
