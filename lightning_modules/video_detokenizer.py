@@ -241,9 +241,15 @@ class VideoDetokenizer(pl.LightningModule):
                             max_guidance=h.max_guidance, seed=h.seed, output_type="pt")
         return out.frames.clamp(-1, 1)
 
-    @rank_zero_only
     def _reconstruct(self, batch: dict) -> None:
-        """PSNR / SSIM of sampled clips and of the repeated-keyframe baseline; mp4 and picture to the log dir and logger."""
+        """PSNR / SSIM of sampled clips and of the repeated-keyframe baseline; mp4 and picture to the log dir and logger.
+
+        Every rank asks for the folder (``trainer.log_dir`` is a broadcast under DDP: rank 0 alone would hang), then
+        rank 0 samples and writes."""
+        self._reconstruct_on_rank_zero(batch, Path(self.trainer.log_dir or self.trainer.default_root_dir) / "reconstructions")
+
+    @rank_zero_only
+    def _reconstruct_on_rank_zero(self, batch: dict, folder: Path) -> None:
         k = self.hparams.num_samples
         frames, motion = batch["frames"][:k], batch["motion"][:k]
         truth = frames.float() / 127.5 - 1.0
@@ -257,7 +263,6 @@ class VideoDetokenizer(pl.LightningModule):
             fvd.update(reconstruction, real=False)
             metrics["val/fvd"] = fvd.compute().float()
         self.log_dict(metrics, rank_zero_only=True, batch_size=k)
-        folder = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "reconstructions"
         to_uint8 = lambda x: ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu()  # noqa: E731
         self.last_video = write_side_by_side(to_uint8(truth), to_uint8(reconstruction), folder / f"step{self.global_step:06d}.mp4")
         picture = reconstruction_picture(to_uint8(truth), to_uint8(reconstruction))
