@@ -117,16 +117,17 @@ class MotionVQVAE(CodebookUsageMixin, pl.LightningModule):
         out = self._shared_step(batch, "val")
         if out is not None and batch_idx == 0 and not self.trainer.sanity_checking:
             k = self.hparams.num_pictures
-            self._write_picture(out["motion"][:k].float().cpu().numpy(), out["rec"][:k].cpu().numpy())
+            # every rank asks for the folder: trainer.log_dir is a broadcast under DDP (rank 0 alone would hang)
+            folder = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "reconstructions"
+            self._write_picture(out["motion"][:k].float().cpu().numpy(), out["rec"][:k].cpu().numpy(), folder)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._shared_step(batch, "test")
 
     # ---- pictures ----------------------------------------------------------------------------
     @rank_zero_only
-    def _write_picture(self, inputs: np.ndarray, recs: np.ndarray) -> None:
+    def _write_picture(self, inputs: np.ndarray, recs: np.ndarray, folder: Path) -> None:
         picture = motion_comparison_picture(inputs, recs)
-        folder = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "reconstructions"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"epoch{self.current_epoch:03d}.png"
         Image.fromarray(picture).save(path)
