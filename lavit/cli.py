@@ -1,5 +1,5 @@
 """The pipeline commands of the ``lavit`` console script (``extract``, ``tokenize``, ``reconstruct-motion``,
-``reconstruct``, ``demo-data``), in plain Python: no Lightning import. The training subcommands (``fit``, ``validate``, ...)
+``reconstruct``, ``detokenize-image``, ``demo-data``), in plain Python: no Lightning import. The training subcommands (``fit``, ``validate``, ...)
 and the ``lightning`` console script live in ``lightning_modules.cli``.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lavit.video.defaults import DEFAULT_FPS, DEFAULT_MAX_CLIPS, DEFAULT_MIN_FRAMES
 
-PIPELINE_COMMANDS = ("extract", "tokenize", "reconstruct-motion", "reconstruct", "demo-data")
+PIPELINE_COMMANDS = ("extract", "tokenize", "reconstruct-motion", "reconstruct", "detokenize-image", "demo-data")
 
 
 def pipeline_main(argv: list[str]) -> int:
@@ -21,7 +21,8 @@ def pipeline_main(argv: list[str]) -> int:
         return _pipeline(argv)
     except (FileNotFoundError, NotADirectoryError, PermissionError, ValueError) as err:
         # missing inputs or weights, unwritable outputs, mismatched checkpoints: the message, no traceback
-        print(f"lavit {argv[0]}: error: {err}", file=sys.stderr)
+        message = " ".join(line.strip() for line in str(err).splitlines() if line.strip())  # one line, even for long messages
+        print(f"lavit {argv[0]}: error: {message}", file=sys.stderr)
         return 2
 
 
@@ -78,14 +79,18 @@ def print_pipeline_help() -> None:
 
 def _pipeline_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lavit", description="Video-LaVIT pipeline and training CLI.")
-    sub = parser.add_subparsers(dest="command", metavar="{extract,tokenize,reconstruct-motion,reconstruct,demo-data,fit,validate,test,predict}")
+    sub = parser.add_subparsers(dest="command", metavar="{extract,tokenize,reconstruct-motion,reconstruct,detokenize-image,demo-data,fit,validate,test,predict}")
 
     p = sub.add_parser("extract", help="keyframes (PNG), motion (.npy) and motion pictures per clip")
     _add_clip_options(p)
     p.add_argument("-o", "--output-dir", type=_output_dir, required=True, help="one sub-folder per input video (created)")
 
-    t = sub.add_parser("tokenize", help="motion token ids per clip (JSON lines) from a tokenizer checkpoint")
+    t = sub.add_parser("tokenize", help="motion (and keyframe) token ids, one JSON line per clip: video, clip, start, "
+                       "[keyframe_ids,] motion_ids")
     _add_clip_options(t, checkpoint=True)
+    t.add_argument("--keyframe-tokenizer", type=Path, default=None,
+                   help="keyframe tokenizer (tokenizer_encoder.bin or its Video-LaVIT root, .safetensors, a KeyframeTokenizer "
+                   ".ckpt): adds keyframe_ids, codebook ids 0..16383 (not LM ids), deterministic selection")
     t.add_argument("-o", "--output", type=_output_file, required=True, help="JSON-lines file to write")
 
     r = sub.add_parser("reconstruct-motion", help="decoded motion (.npy) and input-vs-reconstruction pictures")
@@ -106,6 +111,20 @@ def _pipeline_parser() -> argparse.ArgumentParser:
     v.add_argument("--max-clips", type=_number(int, 0, strict=False), default=DEFAULT_MAX_CLIPS, help="clips per video (0 = all)")
     v.add_argument("--device", default="cpu")
     v.add_argument("-o", "--output-dir", type=_output_dir, required=True, help="one sub-folder per input video (created)")
+
+    i = sub.add_parser("detokenize-image", help="one image (PNG) from keyframe codebook ids with the keyframe detokenizer")
+    i.add_argument("ids", metavar="IDS", help="codebook ids: a JSON list, comma-separated, or a .json/.jsonl file "
+                   "(lavit tokenize output: the keyframe_ids of the first line, or of --line)")
+    i.add_argument("--line", type=_number(int, 0, strict=False), default=None, help="line of a .jsonl IDS file (0-based; default 0)")
+    i.add_argument("--detokenizer", type=Path, required=True,
+                   help="Video-LaVIT root: visual_tokenizer/{highres_tokenizer_decoder,tokenizer_encoder}.bin, image_detokenizer/")
+    i.add_argument("--decoder-config", default="paper", help="code-to-feature decoder preset (default: paper)")
+    i.add_argument("--size", type=_size, default=(1024, 1024), help="WxH, multiples of 64 for SDXL (default 1024x1024)")
+    i.add_argument("--guidance", type=_number(float, 0, strict=False), default=3.0)
+    i.add_argument("--steps", type=_number(int, 1, strict=False), default=50)
+    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--device", default="cpu")
+    i.add_argument("-o", "--output", type=_output_file, required=True, help="PNG file to write")
 
     d = sub.add_parser("demo-data", help="render the embedded demo dataset (videos + manifest.csv)")
     d.add_argument("output_dir", type=Path)
@@ -154,7 +173,8 @@ def _pipeline(argv: list[str]) -> int:
 
         config = {} if ns.num_heads is None else {"num_heads": ns.num_heads}
         run, target = (tokenize_videos, ns.output) if ns.command == "tokenize" else (reconstruct_motion_videos, ns.output_dir)
-        report = run(ns.videos, ns.checkpoint, target, device=ns.device, tokenizer_config=config, **_clip_options(ns))
+        extra = {"keyframe_tokenizer": ns.keyframe_tokenizer} if ns.command == "tokenize" else {}
+        report = run(ns.videos, ns.checkpoint, target, device=ns.device, tokenizer_config=config, **extra, **_clip_options(ns))
         return _finish(report, f"wrote to {target}")
     if ns.command == "reconstruct":
         from lavit.pipelines.reconstruct import reconstruct_videos
@@ -165,6 +185,14 @@ def _pipeline(argv: list[str]) -> int:
             device=ns.device, max_clips=ns.max_clips or None,
         )
         return _finish(report, f"wrote to {ns.output_dir}")
+    if ns.command == "detokenize-image":
+        from lavit.pipelines.detokenize_image import detokenize_image, parse_code_ids
+
+        ids = parse_code_ids(ns.ids, ns.line)
+        out = detokenize_image(ids, ns.output, ns.detokenizer, size=ns.size, guidance=ns.guidance, num_steps=ns.steps,
+                               seed=ns.seed, decoder_config=ns.decoder_config, device=ns.device)
+        print(out)
+        return 0
     if ns.command == "demo-data":
         from lavit.video.demo_data import make_demo_dataset
 

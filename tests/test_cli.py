@@ -166,9 +166,11 @@ def test_lavit_tokenize_and_reconstruct_motion(tmp_path, real_clip):
     out = tmp_path / "tokens.jsonl"
     r = _run("lavit", "tokenize", str(real_clip), "--checkpoint", str(weights), "--num-heads", "4", "--max-clips", "2", "-o", str(out), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    (line,) = [json.loads(x) for x in out.read_text().splitlines()]
-    expected = lavit.load_motion_tokenizer(weights, num_heads=4).tokenize(extract_clips(real_clip, max_clips=2).motion)
-    assert line["video"] == str(real_clip) and torch.equal(torch.tensor(line["tokens"]), expected)
+    lines = [json.loads(x) for x in out.read_text().splitlines()]  # one per clip
+    clips = extract_clips(real_clip, max_clips=2)
+    expected = lavit.load_motion_tokenizer(weights, num_heads=4).tokenize(clips.motion)
+    assert [(x["video"], x["clip"], x["start"]) for x in lines] == [(str(real_clip), k, s) for k, s in enumerate(clips.starts)]
+    assert torch.equal(torch.tensor([x["motion_ids"] for x in lines]), expected)
 
     r = _run("lavit", "reconstruct-motion", str(real_clip), "--checkpoint", str(weights), "--num-heads", "4", "--max-clips", "2",
              "-o", str(tmp_path / "rec"), cwd=tmp_path)
@@ -178,7 +180,8 @@ def test_lavit_tokenize_and_reconstruct_motion(tmp_path, real_clip):
     assert Image.open(folder / "motion_rec.png").size[1] > 100
 
     r = _run("lavit", "tokenize", str(real_clip), "--checkpoint", str(tmp_path / "missing.bin"), "-o", str(out), cwd=tmp_path)
-    assert r.returncode != 0 and "missing.bin" in r.stderr and "motion_tokenizer.bin" in r.stderr
+    assert r.returncode == 2 and "missing.bin" in r.stderr and "motion_tokenizer.bin" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -39,8 +39,9 @@ def test_readme_tokenize_and_reconstruct_on_the_demo_checkpoint(demo_run, real_c
     demo = MotionTokenizerConfig.from_name("demo")
     r = _run(demo_run, "lavit", "tokenize", str(real_clip), "--checkpoint", CKPT, "--max-clips", "2", "-o", "tokens.jsonl")
     assert "2 clips from 1 videos" in r.stdout
-    (line,) = (demo_run / "tokens.jsonl").read_text().splitlines()
-    tokens = np.array(json.loads(line)["tokens"])
+    lines = [json.loads(x) for x in (demo_run / "tokens.jsonl").read_text().splitlines()]  # one per clip
+    assert [x["clip"] for x in lines] == [0, 1]
+    tokens = np.array([x["motion_ids"] for x in lines])
     assert tokens.shape == (2, demo.num_tokens) == (2, 24)
     assert tokens.min() >= 0 and tokens.max() < demo.codebook_size
     _run(demo_run, "lavit", "reconstruct-motion", str(real_clip), "--checkpoint", CKPT, "--max-clips", "2", "-o", "rec")
