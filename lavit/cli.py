@@ -120,9 +120,9 @@ def _pipeline_parser() -> argparse.ArgumentParser:
                    help="Video-LaVIT root: visual_tokenizer/{highres_tokenizer_decoder,tokenizer_encoder}.bin, image_detokenizer/")
     i.add_argument("--decoder-config", default="paper", help="code-to-feature decoder preset (default: paper)")
     i.add_argument("--size", type=_size, default=(1024, 1024), help="WxH, multiples of 64 for SDXL (default 1024x1024)")
-    i.add_argument("--guidance", type=_number(float, 0, strict=False), default=3.0)
-    i.add_argument("--steps", type=_number(int, 1, strict=False), default=50)
-    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--guidance", type=_number(float, 0, strict=False), default=3.0, help="classifier-free guidance, zero negatives (1 = none)")
+    i.add_argument("--steps", type=_number(int, 1, strict=False), default=50, help="scheduler steps")
+    i.add_argument("--seed", type=int, default=0, help="same seed, same image")
     i.add_argument("--device", default="cpu")
     i.add_argument("-o", "--output", type=_output_file, required=True, help="PNG file to write")
 
