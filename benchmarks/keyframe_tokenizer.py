@@ -13,6 +13,9 @@ at 224 x 224; ``tiny``: the parity files' config, 56 x 56, width 64). The input 
 a generator seeded with ``--seed``; selection is ``"deterministic"`` (the data-set default). Rows:
 
   encoder          ``model.encode_images(x)``: EVA patch features (B, N, D), SDPA attention (the library).
+  attention        the merger's two attentions alone (one causal + one cross, q / k / v (B, heads, N, head_dim)
+                   ~ N(0, 1), the policies of the selector's keep mask): ``policy_attention(..., "exact")``
+                   against ``policy_attention(..., "sdpa")``; their max |difference| is printed.
   select+merge+vq  ``model.encode(features)``: selector, merger, task layer and quantiser, with the merger's
                    attention ``exact`` (``soft_policy_softmax``, the official computation, the baseline) or
                    ``sdpa`` (``scaled_dot_product_attention`` with the additive mask ``log(policy)``;
@@ -20,6 +23,7 @@ a generator seeded with ``--seed``; selection is ``"deterministic"`` (the data-s
   tokenize         derived: encoder + select+merge+vq seconds, i.e. images -> code ids end to end.
 
 "vs exact" is images/s over the ``exact`` row of the same group, config and dtype, measured in the same run.
+The two variants' runs alternate (a change of load during the run does not favour either).
 Before timing, both attention variants run on the benchmark features; the script asserts identical keep masks
 and merged features within ``--atol`` and prints the max |difference| and how many code ids differ (a code id
 can flip where two codes are nearly equidistant). On CUDA the paper size also runs under
@@ -37,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -45,7 +50,8 @@ from harness import SLOW_CALL_S, autocast, machine_line, measure, peak_memory, p
 
 import torch  # noqa: E402
 
-from lavit.tokenizers.keyframe_tokenizer import KeyframeTokenizer, TokenCausalAttention, TokenCrossAttention  # noqa: E402
+from lavit.tokenizers.keyframe_tokenizer import (KeyframeTokenizer, TokenCausalAttention, TokenCrossAttention,  # noqa: E402
+                                                 policy_attention)
 
 VARIANTS = ("exact", "sdpa")
 PAPER_GIB = 6.0  # float32 encoder + tokenizer weights and activations at batch 1, with room to spare
@@ -109,6 +115,46 @@ def check_equivalence(model: KeyframeTokenizer, features: torch.Tensor, atol: fl
             f"<= {atol:g}, code ids differing {differing} of {e.code_ids.numel()}")
 
 
+def attention_calls(model: KeyframeTokenizer, features: torch.Tensor, bf16: bool):
+    """The merger's two attentions alone, at the config's shapes: q, k, v (B, heads, N, head_dim) drawn from a seeded
+    generator, the causal and the cross policy of the selector's deterministic keep mask. Prints the max |difference|
+    of exact and sdpa; returns ``call(variant)`` that runs one causal and one cross attention."""
+    c = model.config
+    b, n = features.shape[:2]
+    g = torch.Generator().manual_seed(2)
+    q, k, v = (torch.randn(b, c.heads, n, c.head_dim, generator=g).to(features.device) for _ in range(3))
+    with torch.inference_mode():
+        keep = model.keep_policy(model.selector_scores(features), "deterministic").to(q.dtype)
+    eye = torch.eye(n, dtype=q.dtype, device=q.device)
+    causal = (keep.reshape(b, 1, 1, n) + (1 - keep.reshape(b, 1, 1, n)) * eye) * torch.ones_like(eye).tril()
+    cross = (1 - keep).reshape(b, 1, 1, n)
+    scale, eps = c.head_dim ** -0.5, c.policy_eps
+
+    def call(variant: str):
+        with torch.inference_mode(), autocast(features.device, bf16):
+            return (policy_attention(q, k, v, causal, scale, eps, variant), policy_attention(q, k, v, cross, scale, eps, variant))
+
+    diff = max((a.float() - s.float()).abs().max().item() for a, s in zip(call("exact"), call("sdpa")))
+    print(f"attention alone (q, k, v {tuple(q.shape)} ~ N(0, 1), causal + cross policy): exact vs sdpa max |diff| {diff:.2e}")
+    return call
+
+
+def interleaved(call, group: str, config: str, device: torch.device, dtype: str, batch: int, repeats: int, stat: str) -> list[Row]:
+    """Time ``call(variant)`` for each variant, alternating the variants run by run (so that a change of load during
+    the measurement does not favour one of them); the first call of each is a warm-up unless slower than 2 s, as in
+    ``harness.measure``."""
+    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    rows = {v: Row(group, config, v, device.type, dtype, batch) for v in VARIANTS}
+    for _ in range(repeats):
+        for variant in VARIANTS:
+            with peak_memory(device, rows[variant]):
+                seconds, _ = measure(lambda: call(variant), 1, "best", device, warmup=(lambda: None) if times[variant] else None)
+            times[variant].append(seconds)
+    for variant, row in rows.items():
+        row.seconds = min(times[variant]) if stat == "best" else statistics.median(times[variant])
+    return list(rows.values())
+
+
 def config_rows(name: str, args, device: torch.device, bf16: bool) -> list[Row]:
     torch.manual_seed(0)
     start = time.perf_counter()
@@ -138,19 +184,16 @@ def config_rows(name: str, args, device: torch.device, bf16: bool) -> list[Row]:
           f"[{time.perf_counter() - start:.1f} s]")
 
     rows = [enc]
+    rows += interleaved(attention_calls(model, features, bf16), "attention", name, device, dtype, batch, repeats, args.stat)
+
+    def select_merge_vq(variant: str):
+        with attention_variant(model, variant), torch.inference_mode(), autocast(device, bf16):
+            return model.encode(features, selection="deterministic").code_ids
+
+    rows += interleaved(select_merge_vq, "select+merge+vq", name, device, dtype, batch, repeats, args.stat)
+    part = {r.variant: r for r in rows if r.group == "select+merge+vq"}
     for variant in VARIANTS:
-        row = Row("select+merge+vq", name, variant, device.type, dtype, batch)
-
-        def rest():
-            with torch.inference_mode(), autocast(device, bf16):
-                return model.encode(features, selection="deterministic").code_ids
-
-        with attention_variant(model, variant), peak_memory(device, row):
-            # the equivalence check warmed both variants up in this dtype
-            row.seconds, _ = measure(rest, repeats, args.stat, device, slow=SLOW_CALL_S if device.type == "cuda" else 0.0)
-        rows.append(row)
-    for variant, part in zip(VARIANTS, rows[1:]):
-        rows.append(Row("tokenize", name, variant, device.type, dtype, batch, enc.seconds + part.seconds,
+        rows.append(Row("tokenize", name, variant, device.type, dtype, batch, enc.seconds + part[variant].seconds,
                         note="derived: encoder + select+merge+vq"))
     del model, x, features
     return rows

@@ -55,9 +55,7 @@ def policy_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, policy: 
     empty = ~visible.any(-1, keepdim=True)  # (..., Nq, 1)
     mask = torch.where(visible | empty, policy.clamp_min(torch.finfo(policy.dtype).tiny).log(), float("-inf")).to(q.dtype)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
-    if bool(empty.any()):
-        out = torch.where(empty, v.mean(-2, keepdim=True), out)
-    return out
+    return torch.where(empty, v.mean(-2, keepdim=True), out)  # no host sync on CUDA
 
 
 class TokenSelector(nn.Module):
