@@ -35,8 +35,8 @@ class KeyframeTokenizerConfig(PresetConfig):
         selection: ``"deterministic"`` (keep where the selector's keep score wins; reproducible ids, the
             default) or ``"gumbel"`` (the official hard Gumbel-softmax, sampled at inference too).
         attention: the merger's soft-policy attention: ``"exact"`` (the official computation, the default, parity)
-            or ``"sdpa"`` (``scaled_dot_product_attention`` with an additive mask; equal within ~1e-6 and faster at
-            inference, see ``lavit.tokenizers.keyframe_tokenizer.policy_attention``).
+            or ``"sdpa"`` (``scaled_dot_product_attention`` with an additive mask, inference only; it drops the
+            official ``eps`` terms, see ``lavit.tokenizers.keyframe_tokenizer.policy_attention``).
         encoder: the EVA-CLIP encoder config: a preset name (``"paper"``, ``"tiny"``) or a mapping of
             its fields, consumed by ``EVAVisionConfig.coerce``; None: no encoder (features in).
         decay, commitment_weight, kmeans_init, dead_code_steps, restart_buffer: the quantiser's training
