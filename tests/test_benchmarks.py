@@ -44,3 +44,13 @@ def test_video_detokenizer_benchmark_checks_equivalence_and_prints_overhead():
                "--paper-steps", "1")
     assert out.count("ours == stock == stock-T on constant motion features") == 2, out
     assert "routing overhead, ours / stock - 1" in out and "training step:" in out, out
+
+
+@pytest.mark.slow
+def test_keyframe_tokenizer_benchmark_checks_sdpa_and_prints_ratio_against_exact():
+    out = _run(str(BENCHMARKS / "keyframe_tokenizer.py"), "--quick")
+    assert "keep masks identical" in out and "paper size: skipped (--quick)" in out, out
+    for group in ("select+merge+vq", "tokenize"):
+        exact = [line.split() for line in out.splitlines() if line.startswith(group) and " exact " in line]
+        assert exact and exact[0][8] == "1.00x", out  # the baseline row against itself
+    assert [line for line in out.splitlines() if line.startswith("encoder") and " tiny " in line], out

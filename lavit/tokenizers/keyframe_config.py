@@ -15,6 +15,7 @@ from lavit.config import PresetConfig
 from lavit.tokenizers.quantizer import check_quantizer_settings
 
 SELECTIONS = ("gumbel", "deterministic")
+ATTENTIONS = ("exact", "sdpa")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class KeyframeTokenizerConfig(PresetConfig):
         policy_eps: epsilon of the soft-policy attention normalisation (1e-6).
         selection: ``"deterministic"`` (keep where the selector's keep score wins; reproducible ids, the
             default) or ``"gumbel"`` (the official hard Gumbel-softmax, sampled at inference too).
+        attention: the merger's soft-policy attention: ``"exact"`` (the official computation, the default, parity)
+            or ``"sdpa"`` (``scaled_dot_product_attention`` with an additive mask, inference only; it drops the
+            official ``eps`` terms, see ``lavit.tokenizers.keyframe_tokenizer.policy_attention``).
         encoder: the EVA-CLIP encoder config: a preset name (``"paper"``, ``"tiny"``) or a mapping of
             its fields, consumed by ``EVAVisionConfig.coerce``; None: no encoder (features in).
         decay, commitment_weight, kmeans_init, dead_code_steps, restart_buffer: the quantiser's training
@@ -59,6 +63,7 @@ class KeyframeTokenizerConfig(PresetConfig):
     ln_eps: float = 1e-5
     policy_eps: float = 1e-6
     selection: str = "deterministic"
+    attention: str = "exact"
     encoder: str | dict[str, Any] | None = "paper"
     decay: float = 0.99
     commitment_weight: float = 0.25
@@ -79,6 +84,8 @@ class KeyframeTokenizerConfig(PresetConfig):
             raise ValueError(f"width must be divisible by 4 (selector MLP width -> width/2 -> width/4), got {self.width}")
         if self.selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+        if self.attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
         if self.encoder is not None and not isinstance(self.encoder, (str, dict)):
             raise ValueError(f"encoder must be an EVA preset name, a mapping or None, got {type(self.encoder).__name__}")
         if any(self.llm_code_offset <= s < self.llm_code_offset + self.n_code for s in (self.img_start, self.img_end)):

@@ -124,9 +124,10 @@ def test_deterministic_tokenization_is_identical_twice_and_across_two_gloo_proce
 
 @pytest.mark.slow
 def test_demo_training_learns(tmp_path):
-    """configs/keyframe_tokenizer/demo.yaml as it is (32 demo videos, 133 epochs of 3 steps; the acceptance numbers are printed):
+    """configs/keyframe_tokenizer/demo.yaml as it is (64 demo videos, 70 epochs of 6 steps; the acceptance numbers are printed):
     the validation reconstruction cosine rises clearly from initialisation, the deterministic keep ratio reaches its
-    target within 0.05, the codebook usage over the last training epoch stays above 50 % (dead-code restarts)."""
+    target within 0.05, the codebook usage stays above 50 % over the last training epoch (dead-code restarts) and over
+    the held-out validation videos (the codes generalise: with 24 training videos they did not, 31 %)."""
     args = ["-c", str(DEMO), f"--data.init_args.demo_root={tmp_path / 'demo'}", f"--trainer.default_root_dir={tmp_path}",
             "--trainer.enable_progress_bar=false", "--trainer.logger=false", "--trainer.check_val_every_n_epoch=1000"]
     cli = lightning_cli(args, run=False)
@@ -141,3 +142,4 @@ def test_demo_training_learns(tmp_path):
     assert after["val/rec_cos"] > before["val/rec_cos"] + 0.3
     assert abs(after["val/keep_ratio"] - target) <= 0.05
     assert usage > 0.5
+    assert after["val/usage"] > 0.5

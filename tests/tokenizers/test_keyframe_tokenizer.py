@@ -179,3 +179,44 @@ def test_quantizer_tokenize_equals_its_training_lookup(model):
     q, idx = model.quantize.tokenize(z)
     out = model.quantize.eval()(z)
     assert torch.equal(idx, out.indices) and torch.allclose(q, out.quantized, atol=1e-6)
+
+
+def test_sdpa_attention_matches_the_exact_soft_policy_on_the_parity_inputs(model, parity, features):
+    """config attention="sdpa" (scaled_dot_product_attention, additive log-policy mask) against the official exact
+    soft-policy path: same keep masks and code ids, merged and understanding features within 5e-5 (the dropped eps
+    terms of the official softmax; measured 1.8e-5 at most), for the
+    replayed Gumbel draws and the deterministic selection."""
+    sdpa = KeyframeTokenizer({**model.config.to_dict(), "attention": "sdpa"}).eval()
+    sdpa.load_state_dict(model.state_dict(), strict=True)
+    assert sdpa.causal_encoder.blocks[0].token_cross_attn.attention == "sdpa"
+    with torch.no_grad():
+        for kwargs, prefix in ((dict(selection="gumbel", exponential_draws=parity["io.tokenize.gumbel_exp_draws"]), "io.tokenize"),
+                               (dict(selection="deterministic"), "io.det")):
+            out = sdpa.encode(features, **kwargs)
+            assert torch.equal(out.keep, parity[f"{prefix}.keep_mask"])
+            assert (out.merged - parity[f"{prefix}.merged"]).abs().max() <= 5e-5  # measured 1.8e-5 (eps terms dropped)
+            assert torch.equal(out.code_ids, parity[f"{prefix}.code_ids"])
+        feats = sdpa.encode_features(features, selection="gumbel", exponential_draws=parity["io.understand.gumbel_exp_draws"])
+        assert (torch.cat(feats) - parity["io.understand.features"]).abs().max() <= 5e-5
+
+
+def test_sdpa_policy_attention_rows_without_visible_keys_and_gradients():
+    from lavit.tokenizers.keyframe_tokenizer import policy_attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 5, 4, generator=g) for _ in range(3))
+    policy = torch.ones(2, 1, 1, 5)
+    policy[0] = 0  # image 0 keeps every patch: its cross-attention sees no dropped key -> the official uniform row
+    policy[1, ..., 3] = 0
+    exact = policy_attention(q, k, v, policy, 0.5, 1e-6, "exact")
+    sdpa = policy_attention(q, k, v, policy, 0.5, 1e-6, "sdpa")
+    assert torch.allclose(exact[0], v[0].mean(-2, keepdim=True).expand_as(exact[0]), atol=1e-6)
+    assert (sdpa - exact).abs().max() <= 1e-5 and torch.isfinite(sdpa).all()
+    # a policy with a gradient (straight-through Gumbel keep in training) runs the exact path: the selector's signal
+    soft = policy.clone().requires_grad_(True)
+    policy_attention(q, k, v, soft, 0.5, 1e-6, "sdpa").sum().backward()
+    assert soft.grad is not None and torch.isfinite(soft.grad).all() and soft.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match=r"attention must be one of \('exact', 'sdpa'\), got 'flash'"):
+        policy_attention(q, k, v, policy, 0.5, 1e-6, "flash")
+    with pytest.raises(ValueError, match="attention must be one of"):
+        KeyframeTokenizerConfig(attention="flash")
