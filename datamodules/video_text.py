@@ -35,8 +35,9 @@ class VideoTextDataModule(SkippedVideos):
         fps, max_clips, sampling, normalization, clip_len, field_size, min_frames, frame_size: see
             ``lavit.video.extract_clips`` (frame_size None, the default: no frames, no RGB conversion).
         cache_clips: keep decoded clips in memory across epochs (small data sets only).
-        demo_root, demo_num_videos, demo_duration, demo_fps, val_fraction: the embedded dataset (number
-            of videos, seconds and frame rate of each) and its split.
+        demo_root, demo_num_videos, demo_duration, demo_fps, demo_size, demo_max_speed, val_fraction: the
+            embedded dataset (number of videos; seconds, frame rate, rendered (H, W) and largest pan / object
+            speed in px/s of each) and its split.
     """
 
     def __init__(
@@ -63,6 +64,8 @@ class VideoTextDataModule(SkippedVideos):
         demo_num_videos: int = 16,
         demo_duration: float = 8.0,
         demo_fps: float = 12.0,
+        demo_size: tuple[int, int] = (192, 320),
+        demo_max_speed: float = 30.0,
         val_fraction: float = 0.25,
     ):
         super().__init__()
@@ -105,7 +108,9 @@ class VideoTextDataModule(SkippedVideos):
 
     def _make_demo(self, progress: bool = False) -> Path:
         h = self.hparams
-        return make_demo_dataset(h.demo_root, num_videos=h.demo_num_videos, seed=h.seed, duration=h.demo_duration, fps=h.demo_fps, progress=progress)
+        height, width = h.demo_size
+        return make_demo_dataset(h.demo_root, num_videos=h.demo_num_videos, seed=h.seed, duration=h.demo_duration, fps=h.demo_fps,
+                                 height=height, width=width, max_speed=h.demo_max_speed, progress=progress)
 
     def _demo_splits(self) -> dict[str, list[VideoRecord]]:
         manifest = self._make_demo()

@@ -40,7 +40,7 @@ class VideoDetokenizer(pl.LightningModule):
     clip with ``scaling_factor`` (training targets); motion is resized to latent size. The frozen VAE (and motion
     tokenizer) stay in eval mode and out of checkpoints. Logged: ``train/loss``; ``val/loss_sigma_<s>`` at each
     fixed ``val_sigmas`` noise level (fixed noise), their mean ``val/loss`` and ``val/loss_zero_motion`` (motion
-    channels and motion features zeroed: how much the model uses motion).
+    channels and motion features zeroed: how much the model uses motion; also per noise level).
 
     Args:
         detokenizer: the ``lavit.detokenizer.VideoDetokenizerConfig``, whole: a preset name ("paper", "tiny",
@@ -215,15 +215,16 @@ class VideoDetokenizer(pl.LightningModule):
         noise = torch.randn(latents.shape, generator=generator).to(latents)
         zero_motion = torch.zeros_like(motion)
         zero_features = torch.zeros(b, motion.shape[2], MOTION_TOKENS, model.config.motion_encoder.out_channels, device=latents.device)
-        losses, zero_losses = {}, []
+        losses, zero_losses = {}, {}
         for s in self.hparams.val_sigmas:
             sigma = torch.full((b,), float(s), device=latents.device)
             losses[f"val/loss_sigma_{s:g}"] = model.loss(latents, keyframe_latent, motion, sigma=sigma, noise=noise, drop_conditions=False).loss.mean()
             noisy = latents + float(s) * noise
             denoised = model.denoise(noisy, sigma, keyframe_latent, zero_motion, zero_features)
-            zero_losses.append((edm_loss_weight(sigma) * (denoised.float() - latents.float()).pow(2).flatten(1).mean(1)).mean())
+            zero_losses[f"val/loss_zero_motion_sigma_{s:g}"] = (edm_loss_weight(sigma) * (denoised.float() - latents.float()).pow(2).flatten(1).mean(1)).mean()
         losses["val/loss"] = torch.stack(list(losses.values())).mean()
-        losses["val/loss_zero_motion"] = torch.stack(zero_losses).mean()
+        losses["val/loss_zero_motion"] = torch.stack(list(zero_losses.values())).mean()
+        losses.update(zero_losses)
         self.log_dict(losses, batch_size=b, sync_dist=True, on_epoch=True)
         if batch_idx == 0 and self.hparams.num_samples > 0 and not self.trainer.sanity_checking:
             self._reconstruct(batch)
