@@ -9,7 +9,7 @@ import av
 import numpy as np
 import torch
 
-from lavit.video.cover_resize import FrameResizer
+from lavit.video.frame_resize import FrameResizer
 from lavit.video.defaults import (
     CLIP_LEN,
     DEFAULT_BIT_RATE,
@@ -185,8 +185,9 @@ def extract_clips(
         transcode: False reads ``source`` as it is (it must already be MPEG-4 Part 2 or similar);
             that route decodes the whole file (``read_motion``) and is not memory-bounded.
         frame_size: (H, W): also return every clip frame as RGB (``VideoClips.frames``), decoded
-            from the same MPEG-4 stream in the same pass as the motion, scaled (aspect kept) to cover
-            H x W with swscale bicubic (antialiased when downscaling) and centre-cropped. Frames past
+            from the same MPEG-4 stream in the same pass as the motion, the whole picture scaled to
+            H x W with swscale bicubic (antialiased when downscaling; no crop, so the frames stay aligned
+            with the motion field, which covers the whole picture too). Frames past
             the end of a short video repeat its last frame (their motion is zero: static). With
             ``transcode=False`` the frames come from a second decode of ``source`` (a file object is
             read again from where it was). None (default): no RGB conversion beyond the keyframes.

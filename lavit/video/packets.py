@@ -17,7 +17,7 @@ from array import array
 import av
 import numpy as np
 
-from lavit.video.cover_resize import FrameResizer
+from lavit.video.frame_resize import FrameResizer
 from lavit.video.defaults import DEFAULT_BIT_RATE, DEFAULT_FPS, DEFAULT_GOP_SIZE, DEFAULT_MAX_FRAMES
 from lavit.video.errors import VideoDecodeError
 from lavit.video.motion_vectors import MotionFieldBuilder
@@ -74,9 +74,9 @@ class Mpeg4Packets:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         """Decode frames ``start`` (an I-frame) to ``stop`` (exclusive) with motion-vector export.
 
-        ``frame_size`` (H', W'): also convert every decoded frame to RGB, resized to cover H' x W'
-        and centre-cropped (``lavit.video.cover_resize.FrameResizer``), in the same pass; None
-        converts only the keyframe.
+        ``frame_size`` (H', W'): also convert every decoded frame to RGB, the whole picture resized to
+        H' x W' (``lavit.video.frame_resize.FrameResizer``), in the same pass; None converts only the
+        keyframe.
 
         Returns:
             motion (n, H/16, W/16, 2) float32 pixels, intra (n,) bool, keyframe (H, W, 3) uint8 RGB

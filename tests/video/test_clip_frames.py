@@ -15,25 +15,16 @@ from lavit.video.synthetic import MovingObject, Scene, Texture, write_video
 FPS = 6
 
 
-def _cover_crop_swscale(frame: av.VideoFrame, size):
-    """The documented resize written out: swscale bicubic to the covering size, centre crop, (3, H, W)."""
+def _resize_swscale(frame: av.VideoFrame, size):
+    """The documented resize written out: the whole frame, swscale bicubic to exactly (H, W), (3, H, W)."""
     H, W = size
-    s = max(H / frame.height, W / frame.width)
-    h, w = max(H, round(frame.height * s)), max(W, round(frame.width * s))
-    rgb = frame.reformat(width=w, height=h, format="rgb24", interpolation="BICUBIC").to_ndarray()
-    top, left = (h - H) // 2, (w - W) // 2
-    return rgb[top : top + H, left : left + W].transpose(2, 0, 1)
+    return frame.reformat(width=W, height=H, format="rgb24", interpolation="BICUBIC").to_ndarray().transpose(2, 0, 1)
 
 
-def _cover_crop_torch(rgb: np.ndarray, size) -> np.ndarray:
-    """An independent resize: torch bicubic antialiased on an (H, W, 3) RGB frame, then centre crop."""
-    H, W = size
-    s = max(H / rgb.shape[0], W / rgb.shape[1])
-    h, w = max(H, round(rgb.shape[0] * s)), max(W, round(rgb.shape[1] * s))
+def _resize_torch(rgb: np.ndarray, size) -> np.ndarray:
+    """An independent resize: torch bicubic antialiased of a whole (H, W, 3) RGB frame to ``size``."""
     x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float()
-    x = F.interpolate(x, size=(h, w), mode="bicubic", antialias=True, align_corners=False)[0]
-    top, left = (h - H) // 2, (w - W) // 2
-    return x[:, top : top + H, left : left + W].round().clamp(0, 255).numpy()
+    return F.interpolate(x, size=tuple(size), mode="bicubic", antialias=True, align_corners=False)[0].round().clamp(0, 255).numpy()
 
 
 def _full_decode(path):
@@ -55,11 +46,11 @@ def test_frames_equal_an_independent_full_decode(real_clip, mpeg4_file, size):
     n = len(clips)
     assert tuple(clips.frames.shape) == (n, 24, 3, *size) and clips.frames.dtype == torch.uint8
     for k, s in enumerate(clips.starts):
-        expected = np.stack([_cover_crop_swscale(decoded[s + t], size) for t in range(24)])
+        expected = np.stack([_resize_swscale(decoded[s + t], size) for t in range(24)])
         # same stream, same scaler: bit-identical
         np.testing.assert_array_equal(clips.frames[k].numpy(), expected)
         # and close to an unrelated resize (torch bicubic, antialiased) of the full-size RGB frames
-        torch_ref = np.stack([_cover_crop_torch(decoded[s + t].to_ndarray(format="rgb24"), size) for t in range(24)])
+        torch_ref = np.stack([_resize_torch(decoded[s + t].to_ndarray(format="rgb24"), size) for t in range(24)])
         err = np.abs(clips.frames[k].numpy().astype(float) - torch_ref)
         assert err.mean() < 2.0 and np.percentile(err, 99) <= 12, (err.mean(), np.percentile(err, 99))
 
@@ -69,7 +60,7 @@ def test_first_frame_is_the_resized_keyframe(real_clip, size):
     clips = extract_clips(real_clip, frame_size=size)
     for k in range(len(clips)):
         keyframe = av.VideoFrame.from_ndarray(clips.keyframes[k], format="rgb24")
-        expected = _cover_crop_swscale(keyframe, size).astype(int)
+        expected = _resize_swscale(keyframe, size).astype(int)
         err = np.abs(clips.frames[k, 0].numpy().astype(int) - expected)
         # RGB-space resize of the keyframe vs YUV-space resize: only chroma subsampling differs
         assert err.mean() <= 1.5 and np.percentile(err, 99) <= 4, (err.mean(), np.percentile(err, 99))
@@ -119,7 +110,7 @@ def test_frame_displacement_matches_motion_of_the_same_frame(tmp_path):
     # intra (zero), which would bias the mean of the field
     steps = np.round(rng.uniform(-5, 5, 35) * 2) / 2
     path = _varying_pan_video(tmp_path / "pan.mp4", steps)
-    size = (96, 128)  # 192x320 -> 96x160 (scale 1/2), then 16 px cut from each side
+    size = (96, 160)  # 192x320 -> scale 1/2
     clips = extract_clips(path, frame_size=size, normalization="pixels", field_size=(12, 20), sampling="dense")
     assert clips.starts == [0, 12]
     truth = np.stack([steps * 1.0, steps * -0.6], 1) / 2  # frame-scale displacement of frame k (k >= 1): truth[k - 1]
@@ -189,3 +180,22 @@ def test_read_motion_intra_flags_of_the_synthetic_pan(tmp_path):
     path = _varying_pan_video(tmp_path / "pan.mp4", np.full(35, 4.0))
     video = read_motion(transcode_to_mpeg4(path))
     assert np.flatnonzero(video.intra).tolist() == [0, 12, 24]
+
+
+def test_frames_stay_aligned_with_the_motion_field_when_the_aspect_changes(tmp_path):
+    """Square frames of a 160x96 video: the object moving near the right edge must be where its motion is.
+
+    A centre crop (the old resize) cut the right fifth of the picture, and with it the object, from the frames
+    while the motion field still covers the whole picture: motion and frames described different places."""
+    obj = MovingObject((32, 24), (126.0, 20.0), (0.0, 24.0), Texture(7, min_wavelength=4, max_wavelength=12))
+    path = write_video(Scene(96, 160, (0.0, 0.0), Texture(3), [obj]), tmp_path / "edge.mp4", fps=FPS, duration=4)
+    size = (32, 32)
+    clips = extract_clips(path, frame_size=size, max_clips=1)
+    frames = clips.frames[0].float().mean(1)  # (24, 32, 32) grey
+    change = (frames[1:12] - frames[:1]).abs().mean((0, 1))  # (32,) per column: where the picture changes
+    speed = clips.motion[0, :, 1:12].norm(dim=0).mean(0)  # (20, 36) field cells over the whole picture
+    motion = F.interpolate(speed[None, None], size=size, mode="bilinear", align_corners=False)[0, 0].mean(0)  # (32,)
+    # the object spans x = 126..150 of 160, columns 25..30 of 32
+    assert change[25:31].mean() > 5 * change[:20].mean(), change
+    assert motion[25:31].mean() > 5 * motion[:20].mean(), motion
+    assert abs(int(change.argmax()) - int(motion.argmax())) <= 2, (change.argmax(), motion.argmax())
