@@ -61,7 +61,7 @@ class VideoClipDataset(Dataset):
     def __getitem__(self, item: int | tuple[int, int]) -> dict:
         index, epoch = item if isinstance(item, tuple) else (item, 0)
         skipped: list[tuple[str, str]] = []
-        for candidate in self._candidates(index, epoch):
+        for candidate in replacement_order(index, len(self.records), self.seed, epoch):
             clips = self._extract(candidate, skipped)
             if clips is not None:
                 break
@@ -81,15 +81,6 @@ class VideoClipDataset(Dataset):
             items.append(clip)
         return {"clips": items, "skipped": skipped}
 
-    def _candidates(self, index: int, epoch: int) -> Iterator[int]:
-        """``index``, then every other index once, from a start drawn from ``(seed, index, epoch)``."""
-        yield index
-        n = len(self.records)
-        start = int(np.random.default_rng([self.seed, index, epoch, 1]).integers(n))
-        for j in range(n):
-            if (start + j) % n != index:
-                yield (start + j) % n
-
     def _extract(self, index: int, skipped: list[tuple[str, str]]):
         """The clips of video ``index``, or None (appending ``(path, reason)`` to ``skipped``) if unreadable."""
         if index not in self.bad:
@@ -105,6 +96,16 @@ class VideoClipDataset(Dataset):
                 return clips
         skipped.append(self.bad[index])
         return None
+
+
+def replacement_order(index: int, n: int, seed: int, epoch: int) -> Iterator[int]:
+    """``index``, then every other index of ``range(n)`` once, from a start drawn from ``(seed, index, epoch)``: the
+    order in which the datasets look for a readable replacement of an unreadable item."""
+    yield index
+    start = int(np.random.default_rng([seed, index, epoch, 1]).integers(n))
+    for j in range(n):
+        if (start + j) % n != index:
+            yield (start + j) % n
 
 
 def collate_clips(items: list[dict]) -> dict:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from datamodules.clip_dataset import EpochSampler
+from datamodules.clip_dataset import replacement_order
 from datamodules.manifest import CAPTION_COLUMNS, ID_COLUMNS, _find, _read_rows
 from datamodules.skipped import NoUsableImagesError, SkippedVideos
 from lavit.video.keyframes import preprocess_keyframes
@@ -85,20 +85,12 @@ class ImageDataset(Dataset):
     def __getitem__(self, item: int | tuple[int, int]) -> dict:
         index, epoch = item if isinstance(item, tuple) else (item, 0)
         skipped: list[tuple[str, str]] = []
-        for candidate in self._candidates(index, epoch):
+        for candidate in replacement_order(index, len(self.records), self.seed, epoch):
             image = self._read(candidate, skipped)
             if image is not None:
                 record = self.records[candidate]
                 return {"image": image, "caption": record.caption, "image_id": record.image_id, "skipped": skipped}
         return {"skipped": skipped, "exhausted": True}
-
-    def _candidates(self, index: int, epoch: int) -> Iterator[int]:
-        yield index
-        n = len(self.records)
-        start = int(np.random.default_rng([self.seed, index, epoch, 1]).integers(n))
-        for j in range(n):
-            if (start + j) % n != index:
-                yield (start + j) % n
 
     def _read(self, index: int, skipped: list[tuple[str, str]]) -> torch.Tensor | None:
         if index not in self.bad:
@@ -150,6 +142,7 @@ class ImageTextDataModule(SkippedVideos):
 
     item_kind = "image"
     no_usable_error = NoUsableImagesError
+    collate_fn = staticmethod(collate_images)
 
     def __init__(self, train: str, val: str | None = None, test: str | None = None, image_root: str | None = None,
                  image_size: int = 224, batch_size: int = 16, num_workers: int = 0, seed: int = 0, val_fraction: float = 0.1):
@@ -161,7 +154,6 @@ class ImageTextDataModule(SkippedVideos):
             raise ValueError(f"need batch_size >= 1, num_workers >= 0, image_size >= 1, 0 <= val_fraction < 1; got "
                              f"{batch_size}, {num_workers}, {image_size}, {val_fraction}")
         self.save_hyperparameters()
-        self.datasets: dict[str, ImageDataset] = {}
 
     def setup(self, stage: str | None = None) -> None:
         h = self.hparams
@@ -174,20 +166,3 @@ class ImageTextDataModule(SkippedVideos):
         splits["test"] = read_image_manifest(h.test, h.image_root) if h.test is not None else splits["val"]
         splits["predict"] = splits["test"]
         self.datasets = {name: ImageDataset(records, h.image_size, h.seed) for name, records in splits.items()}
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        dataset, h = self.datasets[split], self.hparams
-        return DataLoader(dataset, batch_size=h.batch_size, sampler=EpochSampler(dataset, shuffle=shuffle, seed=h.seed),
-                          num_workers=h.num_workers, collate_fn=collate_images, persistent_workers=h.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict", shuffle=False)

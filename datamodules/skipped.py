@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from typing import Callable
 
 import lightning as L
+from torch.utils.data import DataLoader, Dataset
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +32,38 @@ class SkippedVideos(L.LightningDataModule):
     model, each path is counted once and logged the first time. A batch marked ``"exhausted"`` (its
     dataset found no readable video at all) raises ``NoUsableVideosError`` with the counts. Subclasses over
     other files set ``item_kind`` (the word in messages) and ``no_usable_error``.
+
+    The split loaders are shared too: ``setup`` fills ``self.datasets`` (split name -> dataset of ``(index, epoch)``
+    items), the subclass names its ``collate_fn``; hyper-parameters ``batch_size``, ``num_workers`` and ``seed``.
     """
 
     item_kind = "video"
     no_usable_error: type[NoUsableDataError] = NoUsableVideosError
+    collate_fn: Callable[[list[dict]], dict]
 
     def __init__(self):
         super().__init__()
         self.skipped: dict[str, str] = {}
+        self.datasets: dict[str, Dataset] = {}
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        from datamodules.clip_dataset import EpochSampler
+
+        dataset, h = self.datasets[split], self.hparams
+        return DataLoader(dataset, batch_size=h.batch_size, sampler=EpochSampler(dataset, shuffle=shuffle, seed=h.seed),
+                          num_workers=h.num_workers, collate_fn=type(self).collate_fn, persistent_workers=h.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", shuffle=False)
 
     def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         self.record_skipped(batch.pop("skipped", []))

@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from torch.utils.data import DataLoader
-
-from datamodules.clip_dataset import EpochSampler, VideoClipDataset, collate_clips
+from datamodules.clip_dataset import VideoClipDataset, collate_clips
 from lavit.video.defaults import CLIP_LEN, DEFAULT_FPS, DEFAULT_MAX_CLIPS, DEFAULT_MIN_FRAMES, FIELD_SIZE
 from lavit.video.demo_data import make_demo_dataset
 from datamodules.manifest import VideoRecord, read_manifest
@@ -39,6 +37,8 @@ class VideoTextDataModule(SkippedVideos):
             embedded dataset (number of videos; seconds, frame rate, rendered (H, W) and largest pan / object
             speed in px/s of each) and its split.
     """
+
+    collate_fn = staticmethod(collate_clips)
 
     def __init__(
         self,
@@ -76,7 +76,6 @@ class VideoTextDataModule(SkippedVideos):
             raise ValueError(f"need batch_size >= 1, num_workers >= 0, clips_per_video >= 1 or None; got "
                              f"{batch_size}, {num_workers}, {clips_per_video}")
         self.save_hyperparameters()
-        self.datasets: dict[str, VideoClipDataset] = {}
 
     def prepare_data(self) -> None:
         if self.hparams.train_manifest is None:
@@ -117,27 +116,3 @@ class VideoTextDataModule(SkippedVideos):
         records = read_manifest(manifest)
         n_val = max(1, round(len(records) * self.hparams.val_fraction)) if len(records) > 1 else 0
         return {"train": records[n_val:], "val": records[:n_val]}
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        dataset = self.datasets[split]
-        h = self.hparams
-        return DataLoader(
-            dataset,
-            batch_size=h.batch_size,
-            sampler=EpochSampler(dataset, shuffle=shuffle, seed=h.seed),
-            num_workers=h.num_workers,
-            collate_fn=collate_clips,
-            persistent_workers=h.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict", shuffle=False)
