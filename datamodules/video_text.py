@@ -33,9 +33,9 @@ class VideoTextDataModule(SkippedVideos):
         fps, max_clips, sampling, normalization, clip_len, field_size, min_frames, frame_size: see
             ``lavit.video.extract_clips`` (frame_size None, the default: no frames, no RGB conversion).
         cache_clips: keep decoded clips in memory across epochs (small data sets only).
-        demo_root, demo_num_videos, demo_duration, demo_fps, demo_size, demo_max_speed, val_fraction: the
-            embedded dataset (number of videos; seconds, frame rate, rendered (H, W) and largest pan / object
-            speed in px/s of each) and its split.
+        demo_root, demo_num_videos, demo_duration, demo_fps, demo_size, demo_max_speed, demo_max_pan_speed,
+            val_fraction: the embedded dataset (number of videos; seconds, frame rate, rendered (H, W), largest
+            object speed and camera pan speed in px/s of each: pan default = object, 0 = still camera) and its split.
     """
 
     collate_fn = staticmethod(collate_clips)
@@ -66,6 +66,7 @@ class VideoTextDataModule(SkippedVideos):
         demo_fps: float = 12.0,
         demo_size: tuple[int, int] = (192, 320),
         demo_max_speed: float = 30.0,
+        demo_max_pan_speed: float | None = None,
         val_fraction: float = 0.25,
     ):
         super().__init__()
@@ -109,7 +110,7 @@ class VideoTextDataModule(SkippedVideos):
         h = self.hparams
         height, width = h.demo_size
         return make_demo_dataset(h.demo_root, num_videos=h.demo_num_videos, seed=h.seed, duration=h.demo_duration, fps=h.demo_fps,
-                                 height=height, width=width, max_speed=h.demo_max_speed, progress=progress)
+                                 height=height, width=width, max_speed=h.demo_max_speed, max_pan_speed=h.demo_max_pan_speed, progress=progress)
 
     def _demo_splits(self) -> dict[str, list[VideoRecord]]:
         manifest = self._make_demo()

@@ -24,25 +24,27 @@ def make_demo_dataset(
     height: int = 192,
     width: int = 320,
     max_speed: float = 30.0,
+    max_pan_speed: float | None = None,
     progress: bool = True,
 ) -> Path:
     """Render ``num_videos`` camera-pan + moving-object videos into ``root`` and return the manifest.
 
     Writes ``root/videos/demo_XXXX.mp4`` (H.264), ``root/manifest.csv`` (columns ``video``,
     ``caption``, ``video_id``; paths relative to ``root``) and ``root/motion_truth.json`` (pan and
-    object velocity of each video in px/s; each component uniform in +-``max_speed``). The same arguments always give the same files; an
+    object velocity of each video in px/s; each component uniform in +-``max_speed``, the pan's in +-``max_pan_speed``, default the same, 0 = a still camera). The same arguments always give the same files; an
     existing complete dataset with the same arguments is reused.
     """
     root = Path(root)
     manifest = root / MANIFEST
     stamp = root / ".demo_args.json"
-    args = dict(num_videos=num_videos, seed=seed, duration=duration, fps=fps, height=height, width=width, max_speed=max_speed)
+    args = dict(num_videos=num_videos, seed=seed, duration=duration, fps=fps, height=height, width=width, max_speed=max_speed,
+                max_pan_speed=max_pan_speed)
     if manifest.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == args:
         return manifest
     rng = np.random.default_rng(seed)
     rows, truth = [], {}
     for i in tqdm(range(num_videos), desc="demo videos", unit="video", disable=not progress):
-        scene, caption = random_scene(rng, height=height, width=width, max_speed=max_speed)
+        scene, caption = random_scene(rng, height=height, width=width, max_speed=max_speed, max_pan_speed=max_pan_speed)
         video_id = f"demo_{i:04d}"
         write_video(scene, root / "videos" / f"{video_id}.mp4", fps=fps, duration=duration)
         rows.append({"video": f"videos/{video_id}.mp4", "caption": caption, "video_id": video_id})

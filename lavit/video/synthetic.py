@@ -156,9 +156,15 @@ def write_video(
     return path
 
 
-def random_scene(rng: np.random.Generator, height: int = 192, width: int = 320, max_speed: float = 30.0) -> tuple[Scene, str]:
-    """A random pan + object scene and a templated caption describing it."""
-    pan = tuple(float(v) for v in rng.uniform(-max_speed, max_speed, 2))
+def random_scene(
+    rng: np.random.Generator, height: int = 192, width: int = 320, max_speed: float = 30.0, max_pan_speed: float | None = None
+) -> tuple[Scene, str]:
+    """A random pan + object scene and a templated caption describing it.
+
+    Each velocity component is uniform in +-``max_speed`` px/s for the object and +-``max_pan_speed`` (default
+    ``max_speed``; 0 = a still camera) for the pan."""
+    max_pan_speed = max_speed if max_pan_speed is None else max_pan_speed
+    pan = tuple(float(v) for v in rng.uniform(-max_pan_speed, max_pan_speed, 2))
     obj_h, obj_w = int(rng.integers(40, 80)), int(rng.integers(40, 100))
     velocity = tuple(float(v) for v in rng.uniform(-max_speed, max_speed, 2))
     obj = MovingObject(
@@ -168,7 +174,8 @@ def random_scene(rng: np.random.Generator, height: int = 192, width: int = 320, 
         texture=Texture(int(rng.integers(1 << 30)), min_wavelength=4, max_wavelength=16),
     )
     scene = Scene(height, width, pan, Texture(int(rng.integers(1 << 30))), [obj])
-    caption = f"a textured block moves {_direction(velocity)} while the camera pans {_direction(tuple(-v for v in pan))}"
+    camera = f"while the camera pans {_direction(tuple(-v for v in pan))}" if any(pan) else "over a still background"
+    caption = f"a textured block moves {_direction(velocity)} {camera}"
     return scene, caption
 
 

@@ -16,7 +16,7 @@ import lavit
 from lavit.tokenizers import KeyframeTokenizerConfig
 from lightning_modules.cli import lightning_cli
 from lightning_modules.keyframe_tokenizer import KeyframeTokenizer
-from tests.lightning_modules.callbacks import RecordLosses
+from tests.lightning_modules.resume import assert_resume_reproduces_epoch_two
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "configs" / "keyframe_tokenizer" / "tiny.yaml"
@@ -87,21 +87,8 @@ def test_bad_settings_are_named():
         KeyframeTokenizer("tiny")._images({"motion": torch.zeros(1)})
 
 
-def _losses(tmp_path, demo_root, *extra, ckpt=None):
-    cli = lightning_cli([*_cli(tmp_path, demo_root, "--trainer.max_steps=-1", "--trainer.max_epochs=2", "--trainer.limit_val_batches=0", *extra)], run=False)
-    recorder = RecordLosses()
-    cli.trainer.callbacks.append(recorder)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt)
-    return recorder.losses, cli.trainer
-
-
 def test_kill_and_resume_reproduces_epoch_two(tmp_path, demo_root):
-    full, _ = _losses(tmp_path / "full", demo_root)
-    first, trainer = _losses(tmp_path / "first", demo_root, "--trainer.max_epochs=1")
-    ckpt = trainer.checkpoint_callback.last_model_path or trainer.checkpoint_callback.best_model_path
-    resumed, _ = _losses(tmp_path / "resumed", demo_root, ckpt=ckpt)
-    epoch2 = [l for e, _, l in full if e == 1]
-    assert len(epoch2) > 0 and [l for e, _, l in resumed if e == 1] == pytest.approx(epoch2, abs=1e-6)
+    assert_resume_reproduces_epoch_two(lambda folder, *extra: _cli(folder, demo_root, *extra), tmp_path)
 
 
 def test_deterministic_tokenization_is_identical_twice_and_across_two_gloo_processes(tmp_path):

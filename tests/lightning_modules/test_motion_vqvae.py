@@ -12,7 +12,7 @@ import lavit
 from lavit.tokenizers import MotionTokenizerConfig
 from lightning_modules.cli import lightning_cli
 from lightning_modules.motion_vqvae import MotionVQVAE
-from tests.lightning_modules.callbacks import RecordLosses
+from tests.lightning_modules.resume import assert_resume_reproduces_epoch_two
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "configs" / "motion_vqvae" / "tiny.yaml"
@@ -78,22 +78,8 @@ def test_old_checkpoint_converted_once_then_loads_and_tests(tmp_path, demo_root)
     assert cli.trainer.callback_metrics["test/epe"] > 0
 
 
-def _losses(tmp_path, demo_root, *extra, ckpt=None):
-    cli = lightning_cli([*_cli(tmp_path, demo_root, "--trainer.max_steps=-1", "--trainer.max_epochs=2", "--trainer.limit_val_batches=0", *extra)], run=False)
-    recorder = RecordLosses()
-    cli.trainer.callbacks.append(recorder)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt)
-    return recorder.losses, cli.trainer
-
-
 def test_kill_and_resume_reproduces_epoch_two(tmp_path, demo_root):
-    full, _ = _losses(tmp_path / "full", demo_root)
-    first, trainer = _losses(tmp_path / "first", demo_root, "--trainer.max_epochs=1")
-    ckpt = trainer.checkpoint_callback.last_model_path or trainer.checkpoint_callback.best_model_path
-    resumed, _ = _losses(tmp_path / "resumed", demo_root, ckpt=ckpt)
-    epoch2 = [l for e, _, l in full if e == 1]
-    assert len(epoch2) > 0 and [l for e, _, l in resumed if e == 1] == pytest.approx(epoch2, abs=1e-6)
-    assert [l for e, _, l in first] == pytest.approx([l for e, _, l in full if e == 0], abs=1e-6)
+    assert_resume_reproduces_epoch_two(lambda folder, *extra: _cli(folder, demo_root, *extra), tmp_path)
 
 
 @pytest.mark.slow
