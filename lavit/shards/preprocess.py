@@ -4,7 +4,9 @@ One litdata input per (video, clip index < ``max_clips``). litdata hands each wo
 ``DATA_OPTIMIZER_NUM_NODES`` / ``DATA_OPTIMIZER_NODE_RANK``) a contiguous run of inputs, so a video's clip inputs
 arrive together and the worker decodes the video once (:class:`ClipSamples` keeps the last one); clip indices past
 the video's clips give no sample. The function returns one sample per input (not a generator) because litdata's
-``use_checkpoint`` (resume after a kill without redoing written chunks) refuses generators.
+``use_checkpoint`` (resume after a kill without redoing written chunks) refuses generators; inputs are lists (they
+survive litdata's JSON checkpoint config); a resumed run needs the same inputs and ``workers`` (litdata checks).
+Strings are stored as ``litdata.Text``: litdata would store a plain str that names an existing file as the file.
 
 Bad videos are skipped, never fatal: each is listed once with its reason in ``<output>/skipped.jsonl`` (per-process
 files under ``<output>/.skipped/``, merged at the end). ``<output>/lavit_preprocess.json`` is written before the
