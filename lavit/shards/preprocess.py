@@ -6,6 +6,11 @@ arrive together and the worker decodes the video once (:class:`ClipSamples` keep
 the video's clips give no sample. The function returns one sample per input (not a generator) because litdata's
 ``use_checkpoint`` (resume after a kill without redoing written chunks) refuses generators; inputs are lists (they
 survive litdata's JSON checkpoint config); a resumed run needs the same inputs and ``workers`` (litdata checks).
+litdata 0.2.76 resumes each worker at ``inputs_done``, which counts *samples* (inputs that gave None are not
+counted, and a sample larger than ``chunk_bytes`` is counted out), so on its own it redoes inputs whose samples are
+already in a written chunk and duplicates them. :class:`ClipSamples` therefore logs, per worker, the input index of
+every sample it returns (``<output>/.samples/<rank>.log``); a resumed worker keeps the first ``samples_written``
+(litdata's checkpoint) entries and gives None for those inputs.
 Strings are stored as ``litdata.Text``: litdata would store a plain str that names an existing file as the file.
 
 Bad videos are skipped, never fatal: each is listed once with its reason in ``<output>/skipped.jsonl`` (per-process
@@ -38,6 +43,7 @@ from lavit.video.defaults import CLIP_LEN, DEFAULT_FPS, DEFAULT_MAX_CLIPS, DEFAU
 log = logging.getLogger(__name__)
 
 SKIPPED_FILE = "skipped.jsonl"
+SAMPLE_LOGS = ".samples"
 CLIP_OPTIONS = ("fps", "max_clips", "sampling", "normalization", "clip_len", "field_size", "min_frames")
 
 
@@ -97,11 +103,13 @@ def preprocess(
         return report
     write_options(out, shard_options)
     items = [[*_record(r), k] for r in records for k in range(1 if images else shard_options.max_clips)]
+    items = [[*item, g] for g, item in enumerate(items)]
     if not items:
         raise ValueError("no records to preprocess")
-    fn = ClipSamples(shard_options, tokenizers, str(out / ".skipped"), images)
+    fn = ClipSamples(shard_options, tokenizers, str(out), images)
     litdata.optimize(fn=fn, inputs=items, output_dir=str(out), num_workers=workers, chunk_bytes=chunk_bytes,
                      use_checkpoint=True, keep_data_ordered=True, reorder_files=False, mode=mode, verbose=progress)
+    shutil.rmtree(out / SAMPLE_LOGS, ignore_errors=True)  # litdata removed its checkpoints: the run is complete
     report.skipped = _merge_skipped(out)
     report.num_samples = _num_samples(out)
     return report
@@ -180,17 +188,43 @@ def _num_samples(out: Path) -> int:
 
 
 class ClipSamples:
-    """litdata ``fn``: ``(path, caption, id, k)`` -> the sample of clip ``k`` (``lavit.shards.format``), or None
-    (no such clip, or a bad video: listed in ``<skipped_dir>/<pid>.jsonl`` once)."""
+    """litdata ``fn``: ``(path, caption, id, k, input index)`` -> the sample of clip ``k`` (``lavit.shards.format``),
+    or None (no such clip, a bad video: listed in ``<output>/.skipped/<pid>.jsonl``, or already in a written chunk)."""
 
-    def __init__(self, options: ShardOptions, tokenizers: dict[str, Any], skipped_dir: str, images: bool = False):
-        self.options, self.tokenizers, self.skipped_dir, self.images = options, tokenizers, skipped_dir, images
+    def __init__(self, options: ShardOptions, tokenizers: dict[str, Any], output_dir: str, images: bool = False):
+        self.options, self.tokenizers, self.output_dir, self.images = options, tokenizers, output_dir, images
+        self.skipped_dir = os.path.join(output_dir, ".skipped")
         self._video: str | None = None
         self._samples: list[dict[str, Any]] = []
         self._models: tuple | None = None
+        self._written: set[int] | None = None
+        self._log = None
+
+    def _start_log(self) -> None:
+        """Keep the inputs of the samples litdata's checkpoint counts as written; log from there."""
+        rank = os.environ.get("DATA_OPTIMIZER_GLOBAL_RANK", "0")
+        checkpoint = Path(self.output_dir) / ".checkpoints" / f"checkpoint-{rank}.json"
+        log = Path(self.output_dir) / SAMPLE_LOGS / f"{rank}.log"
+        written: list[str] = []
+        if checkpoint.is_file() and log.is_file():
+            written = log.read_text().split()[: json.loads(checkpoint.read_text())["samples_written"]]
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("".join(f"{g}\n" for g in written))
+        self._written, self._log = {int(g) for g in written}, open(log, "a")
 
     def __call__(self, item: Sequence[Any]) -> dict[str, Any] | None:
-        path, caption, rid, k = item
+        path, caption, rid, k, g = item
+        if self._written is None:
+            self._start_log()
+        if g in self._written:
+            return None
+        sample = self._sample(path, caption, rid, k)
+        if sample is not None:
+            self._log.write(f"{g}\n")
+            self._log.flush()
+        return sample
+
+    def _sample(self, path: str, caption: str, rid: str, k: int) -> dict[str, Any] | None:
         if path != self._video:
             self._video, self._samples = path, []
             try:

@@ -190,6 +190,7 @@ def test_killed_run_resumes_without_redoing_chunks_and_2_workers_equal_1(tmp_pat
     killed = tmp_path / "killed"
     before = _run(manifest, killed, 2, kill_after_chunk=True)
     assert not (killed / "index.json").exists(), "the run finished before the kill"
+    assert sorted(p.name for p in (killed / ".samples").glob("*.log")) == ["0.log", "1.log"]  # one log per litdata worker
     _run(manifest, killed, 2)
     after = {p.name: p.stat().st_mtime_ns for p in killed.glob("chunk-*.bin")}
     kept = {name for name, mtime in before.items() if after.get(name) == mtime}
