@@ -149,6 +149,34 @@ def test_token_shards_equal_lavit_tokenize(capsys, tmp_path, manifest):
     assert options.tokenizers == {"keyframe": sha256_file(keyframe), "motion": sha256_file(MOTION)}
 
 
+@pytest.mark.slow
+def test_image_text_manifest_gives_keyframe_ids_and_caption(capsys, tmp_path):
+    from lavit.pipelines.tokenize import keyframe_code_ids
+    from lavit.tokenizers.keyframe_loading import load_keyframe_tokenizer
+    from PIL import Image
+
+    torch.manual_seed(0)
+    weights = save_keyframe_tokenizer(KeyframeTokenizer.with_encoder("tiny").eval(), tmp_path / "kf.safetensors")
+    images = tmp_path / "images"
+    images.mkdir()
+    rgb = [np.random.default_rng(i).integers(0, 256, (40 + 8 * i, 48, 3), dtype=np.uint8) for i in range(2)]
+    for i, x in enumerate(rgb):
+        Image.fromarray(x).save(images / f"im{i}.png")
+        (images / f"im{i}.txt").write_text(f"picture {i}")
+    (images / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    rc, stdout, err = _lavit(capsys, "preprocess", images, "-o", out, "--stage", "tokens", "--images", "--keyframe-tokenizer", weights)
+    assert rc == 0, err
+    assert "wrote 2 samples" in stdout and "1 inputs skipped" in err
+    assert [json.loads(x)["video"] for x in (out / "skipped.jsonl").read_text().splitlines()] == [str(images / "broken.png")]
+    shards = read_shards(out)
+    model = load_keyframe_tokenizer(weights)
+    for i, x in enumerate(rgb):
+        s = shards[(str(images / f"im{i}.png"), 0)]
+        assert s["caption"] == f"picture {i}" and "motion_ids" not in s
+        assert s["keyframe_ids"].tolist() == keyframe_code_ids(model, x[None])[0]
+
+
 RUN = """
 import sys
 from lavit.shards.preprocess import preprocess
