@@ -126,8 +126,10 @@ def _pipeline_parser() -> argparse.ArgumentParser:
     i.add_argument("--device", default="cpu")
     i.add_argument("-o", "--output", type=_output_file, required=True, help="PNG file to write")
 
-    s = sub.add_parser("preprocess", help="litdata shards of clips from a manifest (motion, detokenizer or tokens stage), "
-                       "resumable; text corpora are out of scope (they need the LM tokenizer)")
+    about = ("litdata shards of clips from a manifest (motion, detokenizer or tokens stage), resumable; text corpora "
+             "are out of scope (they need the LM's text tokenizer, issue 14)")
+    s = sub.add_parser("preprocess", help=about, description=about + ". Multi-node: set DATA_OPTIMIZER_NUM_NODES and "
+                       "DATA_OPTIMIZER_NODE_RANK on each node.")
     s.add_argument("manifest", type=Path, help="video manifest (CSV / TSV / JSON lines, as the DataModules read), or an "
                    "image-text manifest with --images")
     s.add_argument("-o", "--output-dir", type=Path, required=True, help="shard folder (litdata chunks, lavit_preprocess.json, skipped.jsonl)")
