@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lavit.video.defaults import DEFAULT_FPS, DEFAULT_MAX_CLIPS, DEFAULT_MIN_FRAMES
 
-PIPELINE_COMMANDS = ("extract", "tokenize", "reconstruct-motion", "reconstruct", "detokenize-image", "demo-data")
+PIPELINE_COMMANDS = ("extract", "tokenize", "reconstruct-motion", "reconstruct", "detokenize-image", "demo-data", "preprocess")
 
 
 def pipeline_main(argv: list[str]) -> int:
@@ -79,7 +79,7 @@ def print_pipeline_help() -> None:
 
 def _pipeline_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lavit", description="Video-LaVIT pipeline and training CLI.")
-    sub = parser.add_subparsers(dest="command", metavar="{extract,tokenize,reconstruct-motion,reconstruct,detokenize-image,demo-data,fit,validate,test,predict}")
+    sub = parser.add_subparsers(dest="command", metavar="{extract,tokenize,reconstruct-motion,reconstruct,detokenize-image,demo-data,preprocess,fit,validate,test,predict}")
 
     p = sub.add_parser("extract", help="keyframes (PNG), motion (.npy) and motion pictures per clip")
     _add_clip_options(p)
@@ -125,6 +125,31 @@ def _pipeline_parser() -> argparse.ArgumentParser:
     i.add_argument("--seed", type=int, default=0, help="same seed, same image")
     i.add_argument("--device", default="cpu")
     i.add_argument("-o", "--output", type=_output_file, required=True, help="PNG file to write")
+
+    about = ("litdata shards of clips from a manifest (motion, detokenizer or tokens stage), resumable; text corpora "
+             "are out of scope (they need the LM's text tokenizer, issue 14)")
+    s = sub.add_parser("preprocess", help=about, description=about + ". Multi-node: set DATA_OPTIMIZER_NUM_NODES and "
+                       "DATA_OPTIMIZER_NODE_RANK on each node.")
+    s.add_argument("manifest", type=Path, help="video manifest (CSV / TSV / JSON lines, as the DataModules read), or an "
+                   "image-text manifest with --images")
+    s.add_argument("-o", "--output-dir", type=Path, required=True, help="shard folder (litdata chunks, lavit_preprocess.json, skipped.jsonl)")
+    s.add_argument("--stage", choices=["motion", "detokenizer", "tokens"], required=True)
+    s.add_argument("--workers", type=_number(int, 1, strict=False), default=1, help="processes on this machine")
+    s.add_argument("--fps", type=_number(float, 0, strict=True), default=None, help=f"output frame rate (default {DEFAULT_FPS:g}, "
+                   "or the motion tokenizer's)")
+    s.add_argument("--max-clips", type=_number(int, 1, strict=False), default=DEFAULT_MAX_CLIPS, help="clips per video (>= 1)")
+    s.add_argument("--sampling", choices=["official", "dense"], default=None)
+    s.add_argument("--normalization", choices=["official", "unit", "pixels"], default=None)
+    s.add_argument("--min-frames", type=_number(int, 1, strict=False), default=DEFAULT_MIN_FRAMES,
+                   help="shorter videos (after resampling) are skipped (>= 1)")
+    s.add_argument("--frame-size", type=_size, default=None, help="WxH of the clip frames (stage detokenizer)")
+    s.add_argument("--keyframe-format", choices=["png", "jpeg"], default="png", help="png: lossless (default)")
+    s.add_argument("--frames-format", choices=["jpeg", "mp4"], default="jpeg", help="jpeg per frame (default) or lossless mp4")
+    s.add_argument("--keyframe-tokenizer", type=Path, default=None, help="stage tokens: keyframe tokenizer checkpoint")
+    s.add_argument("--motion-tokenizer", type=Path, default=None, help="stage tokens: motion tokenizer checkpoint")
+    s.add_argument("--num-heads", type=int, default=None, help="motion tokenizer attention heads, for weights without config")
+    s.add_argument("--images", action="store_true", help="MANIFEST lists images (stage tokens: keyframe ids + caption)")
+    s.add_argument("--overwrite", action="store_true", help="replace shards made with other options")
 
     d = sub.add_parser("demo-data", help="render the embedded demo dataset (videos + manifest.csv)")
     d.add_argument("output_dir", type=Path)
@@ -193,6 +218,8 @@ def _pipeline(argv: list[str]) -> int:
                                seed=ns.seed, decoder_config=ns.decoder_config, device=ns.device)
         print(out)
         return 0
+    if ns.command == "preprocess":
+        return _preprocess(ns)
     if ns.command == "demo-data":
         from lavit.video.demo_data import make_demo_dataset
 
@@ -200,6 +227,25 @@ def _pipeline(argv: list[str]) -> int:
         print(f"demo dataset: {manifest}")
         return 0
     raise AssertionError(ns.command)
+
+
+def _preprocess(ns: argparse.Namespace) -> int:
+    from lavit.shards.preprocess import preprocess
+
+    # the manifest readers live in datamodules (which imports Lightning): only this command loads them
+    if ns.images:
+        from datamodules.image_text import read_image_manifest as read
+    else:
+        from datamodules.manifest import read_manifest as read
+    config = {} if ns.num_heads is None else {"num_heads": ns.num_heads}
+    options = dict(fps=ns.fps, max_clips=ns.max_clips, sampling=ns.sampling, normalization=ns.normalization, min_frames=ns.min_frames)
+    report = preprocess(read(ns.manifest), ns.output_dir, ns.stage, ns.workers, frame_size=ns.frame_size,
+                        keyframe_format=ns.keyframe_format, frames_format=ns.frames_format, keyframe_tokenizer=ns.keyframe_tokenizer,
+                        motion_tokenizer=ns.motion_tokenizer, tokenizer_config=config, images=ns.images, overwrite=ns.overwrite, **options)
+    print(f"wrote {report.num_samples} samples to {report.output_dir}")
+    if report.skipped:
+        print(f"{len(report.skipped)} inputs skipped: {report.output_dir / 'skipped.jsonl'}", file=sys.stderr)
+    return 0 if report.num_samples or not report.skipped else 1
 
 
 if __name__ == "__main__":

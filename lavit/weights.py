@@ -282,6 +282,15 @@ def resolve_weights(
     return candidate
 
 
+def sha256_file(path: str | os.PathLike[str], chunk_bytes: int = 1 << 20) -> str:
+    """The SHA-256 hex digest of ``path``, read in ``chunk_bytes`` blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk_bytes):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def verify_sha256(path: str | os.PathLike[str], expected: str, chunk_bytes: int = 1 << 20) -> str:
     """Hash ``path`` (streamed) and compare with ``expected`` (hex, case-insensitive).
 
@@ -291,11 +300,7 @@ def verify_sha256(path: str | os.PathLike[str], expected: str, chunk_bytes: int 
     Raises:
         ValueError: the digest differs from ``expected``.
     """
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk_bytes):
-            digest.update(block)
-    actual = digest.hexdigest()
+    actual = sha256_file(path, chunk_bytes)
     if actual != expected.strip().lower():
         raise ValueError(f"SHA-256 of {os.fspath(path)!r} is {actual}, expected {expected.strip().lower()}")
     return actual
