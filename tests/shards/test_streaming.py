@@ -1,0 +1,137 @@
+"""StreamingClipDataModule over litdata shards written here in the ``lavit.shards.format`` layout.
+
+The shards are written by ``write_shards`` (a test fixture, not ``lavit preprocess``): ``litdata.optimize`` over
+``extract_clips`` output, keyframes as PNG (lossless), motion as float16.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from datamodules import StreamingClipDataModule, VideoTextDataModule
+from datamodules.manifest import read_manifest
+from lavit.shards import ShardOptions, ShardOptionsMismatchError, encode_image, write_options
+from lavit.video import extract_clips
+
+ROOT = Path(__file__).resolve().parents[2]
+FIELD = (8, 16)
+CLIP_OPTIONS = dict(fps=6.0, max_clips=None, sampling="dense", normalization="official", clip_len=24,
+                    field_size=FIELD, min_frames=24)
+
+
+def _samples(record: tuple[str, str, str], options: dict):
+    """litdata.optimize fn: one video -> its clips as shard samples (lavit.shards.format layout, stage motion)."""
+    path, video_id, caption = record
+    clips = extract_clips(path, **options)
+    for k in range(len(clips.starts)):
+        # the file name, not the path: litdata stores a str naming an existing .mp4 file as the video's bytes
+        yield {"video": Path(path).name, "video_id": video_id, "caption": caption, "clip": k, "start": int(clips.starts[k]),
+               "keyframe": encode_image(np.asarray(clips.keyframes[k]), "png"),
+               "motion": np.asarray(clips.motion[k], dtype=np.float16)}
+
+
+def write_shards(manifest: Path, out: Path, **overrides) -> ShardOptions:
+    """Shards of every clip of the manifest's videos in ``out`` (one litdata worker: sample order = manifest order)."""
+    from litdata import optimize
+
+    options = {**CLIP_OPTIONS, **overrides}
+    records = [(str(r.path), r.video_id, r.caption) for r in read_manifest(manifest)]
+    optimize(fn=functools.partial(_samples, options=options), inputs=records, output_dir=str(out),
+             chunk_bytes="256KB", num_workers=1, verbose=False)
+    shard_options = ShardOptions(stage="motion", **options)
+    write_options(out, shard_options)
+    return shard_options
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from lavit.video.demo_data import make_demo_dataset
+
+    root = tmp_path_factory.mktemp("stream_demo")
+    manifest = make_demo_dataset(root / "videos", num_videos=3, duration=6.0, height=96, width=160, progress=False)
+    write_shards(manifest, root / "shards")
+    return manifest, root / "shards"
+
+
+def _dm(shards, **kw):
+    return StreamingClipDataModule(train_dir=str(shards), val_dir=str(shards), **{**CLIP_OPTIONS, **kw})
+
+
+class RecordBatches(L.Callback):
+    """Keeps (epoch, video_ids, motion) of every training batch; with ``folder`` writes them to
+    ``<folder>/rank<R>.pt`` when fitting ends (for the DDP subprocess)."""
+
+    def __init__(self, folder: str | None = None):
+        self.folder = folder
+        self.batches = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.batches.append((trainer.current_epoch, list(batch["video_id"]), batch["motion"].detach().cpu().clone()))
+
+    def on_fit_end(self, trainer, pl_module):
+        if self.folder is not None:
+            Path(self.folder).mkdir(parents=True, exist_ok=True)
+            torch.save(self.batches, Path(self.folder) / f"rank{trainer.global_rank}.pt")
+
+
+def _fingerprint(video_id: str, motion: torch.Tensor) -> tuple[str, str]:
+    return video_id, hashlib.sha1(motion.numpy().tobytes()).hexdigest()
+
+
+def test_batches_equal_decoding_datamodule(demo):
+    """Same clips through both DataModules: same keys, shapes and dtypes; keyframes equal (PNG is lossless),
+    motion equal within float16 rounding (relative 2**-11, |x| < 2**-14 absolute: float16 subnormals)."""
+    manifest, shards = demo
+    decoding = VideoTextDataModule(train_manifest=str(manifest), val_manifest=str(manifest), batch_size=1,
+                                   clips_per_video=None, **CLIP_OPTIONS)
+    decoding.setup("fit")
+    streaming = _dm(shards, batch_size=2)
+    streaming.setup("fit")
+    want = [decoding.on_before_batch_transfer(b, 0) for b in decoding.val_dataloader()]  # one video (its 2 clips) per batch
+    got = list(streaming.val_dataloader())
+    assert len(got) == len(want) == 3
+    for g, w in zip(got, want):
+        assert set(g) == set(w) == {"keyframe", "motion", "caption", "video_id"}
+        for key in ("keyframe", "motion"):
+            assert g[key].shape == w[key].shape and g[key].dtype == w[key].dtype == torch.float32
+        assert g["caption"] == w["caption"] and g["video_id"] == w["video_id"]
+        assert torch.equal(g["keyframe"], w["keyframe"])
+        torch.testing.assert_close(g["motion"], w["motion"], rtol=2**-11, atol=2**-14)
+        assert torch.equal(g["motion"], w["motion"].half().float())
+
+
+def test_other_options_refused_naming_folder_and_option(demo):
+    _, shards = demo
+    dm = _dm(shards, field_size=(20, 36), fps=8.0)
+    with pytest.raises(ShardOptionsMismatchError, match=r"fps: shards 6.0, requested 8.0; field_size: shards \[8, 16\], requested \(20, 36\)"):
+        dm.setup("fit")
+    with pytest.raises(ShardOptionsMismatchError, match=str(shards)):
+        dm.setup("fit")
+    with pytest.raises(FileNotFoundError, match="lavit_preprocess.json"):
+        _dm(shards.parent / "videos").setup("fit")
+
+
+def test_shuffle_is_deterministic_by_seed_and_differs_per_epoch(demo):
+    _, shards = demo
+
+    def epochs(seed):
+        dm = _dm(shards, batch_size=1, seed=seed)
+        dm.setup("fit")
+        loader = dm.train_dataloader()
+        return [[_fingerprint(b["video_id"][0], b["motion"][0]) for b in loader] for _ in range(2)]
+
+    a, b, c = epochs(0), epochs(0), epochs(1)
+    assert a == b
+    assert sorted(a[0]) == sorted(a[1]) == sorted(c[0]) and len(set(a[0])) == 6  # every clip once per epoch
+    assert a[0] != a[1] or a[0] != c[0]
