@@ -135,3 +135,55 @@ def test_shuffle_is_deterministic_by_seed_and_differs_per_epoch(demo):
     assert a == b
     assert sorted(a[0]) == sorted(a[1]) == sorted(c[0]) and len(set(a[0])) == 6  # every clip once per epoch
     assert a[0] != a[1] or a[0] != c[0]
+
+
+def _fit(shards, root, max_steps, ckpt_path=None, num_workers=0, every=None):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lavit.tokenizers import MotionTokenizerConfig
+    from lightning_modules.motion_vqvae import MotionVQVAE
+
+    L.seed_everything(0)
+    recorder = RecordBatches()
+    callbacks = [recorder]
+    if every:
+        callbacks.append(ModelCheckpoint(dirpath=root, every_n_train_steps=every, save_top_k=-1, filename="{step}"))
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=max_steps, limit_val_batches=0, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=bool(every),
+                        callbacks=callbacks, default_root_dir=root)
+    model = MotionVQVAE(tokenizer=MotionTokenizerConfig.from_name("tiny", field_size=FIELD).to_dict(), warmup_steps=1)
+    dm = _dm(shards, batch_size=1, num_workers=num_workers, seed=3)
+    trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+    return recorder.batches
+
+
+@pytest.mark.parametrize("num_workers", [0, pytest.param(2, marks=pytest.mark.slow)])
+def test_resume_mid_epoch_from_checkpoint_continues_the_batches(demo, tmp_path, num_workers):
+    """6 clips, batch 1: stop after 2 steps of epoch 1 (step 8), resume; steps 8..9 equal the uninterrupted run's."""
+    _, shards = demo
+    full = _fit(shards, tmp_path / "full", 10, num_workers=num_workers)
+    first = _fit(shards, tmp_path / "first", 8, num_workers=num_workers, every=8)
+    assert [(e, v) for e, v, _ in first] == [(e, v) for e, v, _ in full[:8]]
+    ckpt = tmp_path / "first" / "step=8.ckpt"
+    assert "StreamingClipDataModule" in torch.load(ckpt, map_location="cpu", weights_only=False)  # the loader state
+    resumed = _fit(shards, tmp_path / "resumed", 10, ckpt_path=str(ckpt), num_workers=num_workers)
+    assert len(resumed) == 2
+    for (e, v, m), (fe, fv, fm) in zip(resumed, full[8:]):
+        assert (e, v) == (fe, fv) == (1, v) and torch.equal(m, fm)
+
+
+def test_datamodule_state_alone_resumes_and_is_needed(demo, tmp_path):
+    """Lightning saves the loader's state twice: its fit loop's own copy (litdata's loader is stateful) and the
+    DataModule's ``state_dict``. Without the fit loop's copy the DataModule's restores the position; without both
+    the resumed run restarts the epoch (the control: the comparison can fail)."""
+    _, shards = demo
+    full = _fit(shards, tmp_path / "full", 10)
+    _fit(shards, tmp_path / "first", 8, every=8)
+    ckpt = torch.load(tmp_path / "first" / "step=8.ckpt", map_location="cpu", weights_only=False)
+    ckpt["loops"]["fit_loop"]["state_dict"].pop("combined_loader")
+    torch.save(ckpt, tmp_path / "dm_only.ckpt")
+    resumed = _fit(shards, tmp_path / "dm_only", 10, ckpt_path=str(tmp_path / "dm_only.ckpt"))
+    assert len(resumed) == 2 and all(torch.equal(m, fm) for (_, _, m), (_, _, fm) in zip(resumed, full[8:]))
+    ckpt.pop("StreamingClipDataModule")
+    torch.save(ckpt, tmp_path / "none.ckpt")
+    restarted = _fit(shards, tmp_path / "none", 10, ckpt_path=str(tmp_path / "none.ckpt"))
+    assert not all(torch.equal(m, fm) for (_, _, m), (_, _, fm) in zip(restarted, full[8:]))
