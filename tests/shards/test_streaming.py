@@ -187,3 +187,28 @@ def test_datamodule_state_alone_resumes_and_is_needed(demo, tmp_path):
     torch.save(ckpt, tmp_path / "none.ckpt")
     restarted = _fit(shards, tmp_path / "none", 10, ckpt_path=str(tmp_path / "none.ckpt"))
     assert not all(torch.equal(m, fm) for (_, _, m), (_, _, fm) in zip(restarted, full[8:]))
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_see_disjoint_samples_covering_the_epoch(demo, tmp_path):
+    _, shards = demo
+    out = tmp_path / "batches"
+    config = {
+        "seed_everything": 0,
+        "model": {"class_path": "MotionVQVAE", "init_args": {"tokenizer": "tiny", "warmup_steps": 1}},
+        "data": {"class_path": "StreamingClipDataModule",
+                 "init_args": {"train_dir": str(shards), "batch_size": 1, **CLIP_OPTIONS, "field_size": list(FIELD)}},
+        "trainer": {"accelerator": "cpu", "devices": 2, "strategy": "ddp", "max_epochs": 1, "limit_val_batches": 0,
+                    "logger": False, "enable_checkpointing": False, "enable_progress_bar": False,
+                    "callbacks": [{"class_path": "tests.shards.test_streaming.RecordBatches", "init_args": {"folder": str(out)}}]},
+    }
+    (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [str(Path(sys.executable).parent / "lightning"), "fit", "-c", str(tmp_path / "ddp.yaml"),
+           f"--model.init_args.tokenizer.field_size=[{FIELD[0]},{FIELD[1]}]"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    seen = [{_fingerprint(v[0], m[0]) for _, v, m in torch.load(out / f"rank{k}.pt", weights_only=False)} for k in (0, 1)]
+    everything = {_fingerprint(b["video_id"][0], b["motion"][0]) for b in _dm(shards, batch_size=1).val_dataloader()}
+    assert len(everything) == 6
+    assert len(seen[0]) == len(seen[1]) == 3 and not seen[0] & seen[1] and seen[0] | seen[1] == everything
