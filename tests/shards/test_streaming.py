@@ -212,3 +212,29 @@ def test_ddp_two_processes_see_disjoint_samples_covering_the_epoch(demo, tmp_pat
     everything = {_fingerprint(b["video_id"][0], b["motion"][0]) for b in _dm(shards, batch_size=1).val_dataloader()}
     assert len(everything) == 6
     assert len(seen[0]) == len(seen[1]) == 3 and not seen[0] & seen[1] and seen[0] | seen[1] == everything
+
+
+def _token_samples(index: int):
+    """litdata.optimize fn: a token sample whose ids are a function of ``index`` (stage tokens)."""
+    n = 3 + index % 3  # the keyframe token count varies per clip
+    yield {"video": f"v{index}.mp4", "video_id": f"v{index}", "caption": f"caption {index}", "clip": 0, "start": 0,
+           "keyframe_ids": np.arange(n, dtype=np.int32) + 100 * index,
+           "motion_ids": (np.arange(135, dtype=np.int32) * (index + 1)) % 1024}
+
+
+def test_token_shards_give_id_tensors_and_lists(tmp_path):
+    from litdata import optimize
+
+    optimize(fn=_token_samples, inputs=list(range(5)), output_dir=str(tmp_path), chunk_bytes="64KB", num_workers=1,
+             verbose=False)
+    write_options(tmp_path, ShardOptions(stage="tokens", tokenizers={"keyframe": "ab", "motion": "cd"}, **CLIP_OPTIONS))
+    dm = _dm(tmp_path, batch_size=2, shuffle=False, drop_last=False)
+    batches = list(dm.val_dataloader())
+    assert [len(b["video_id"]) for b in batches] == [2, 2, 1]
+    for b in batches:
+        assert set(b) == {"keyframe_ids", "motion_ids", "caption", "video_id"}
+        assert b["motion_ids"].dtype == torch.int64 and b["motion_ids"].shape == (len(b["video_id"]), 135)
+        for vid, kf, mo in zip(b["video_id"], b["keyframe_ids"], b["motion_ids"]):
+            i = int(vid[1:])
+            assert kf.dtype == torch.int64 and kf.tolist() == list(range(100 * i, 100 * i + 3 + i % 3))
+            assert mo.tolist() == [(j * (i + 1)) % 1024 for j in range(135)]
