@@ -41,13 +41,26 @@ def _samples(record: tuple[str, str, str], options: dict):
                "motion": np.asarray(clips.motion[k], dtype=np.float16)}
 
 
-def write_shards(manifest: Path, out: Path, **overrides) -> ShardOptions:
-    """Shards of every clip of the manifest's videos in ``out`` (one litdata worker: sample order = manifest order)."""
+def _optimize(**kwargs) -> None:
+    """``litdata.optimize``, then the process's multiprocessing start method as it was: optimize forces "spawn"
+    for the whole process, and DataLoader workers started later would each import torch again (measured: the
+    2-worker resume test took 95 s instead of 8 s)."""
+    import multiprocessing
+
     from litdata import optimize
 
+    method = multiprocessing.get_start_method(allow_none=True)
+    try:
+        optimize(**kwargs)
+    finally:
+        multiprocessing.set_start_method(method, force=True)
+
+
+def write_shards(manifest: Path, out: Path, **overrides) -> ShardOptions:
+    """Shards of every clip of the manifest's videos in ``out`` (one litdata worker: sample order = manifest order)."""
     options = {**CLIP_OPTIONS, **overrides}
     records = [(str(r.path), r.video_id, r.caption) for r in read_manifest(manifest)]
-    optimize(fn=functools.partial(_samples, options=options), inputs=records, output_dir=str(out),
+    _optimize(fn=functools.partial(_samples, options=options), inputs=records, output_dir=str(out),
              chunk_bytes="256KB", num_workers=1, verbose=False)
     shard_options = ShardOptions(stage="motion", **options)
     write_options(out, shard_options)
@@ -156,7 +169,7 @@ def _fit(shards, root, max_steps, ckpt_path=None, num_workers=0, every=None):
     return recorder.batches
 
 
-@pytest.mark.parametrize("num_workers", [0, pytest.param(2, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("num_workers", [0, 2])
 def test_resume_mid_epoch_from_checkpoint_continues_the_batches(demo, tmp_path, num_workers):
     """6 clips, batch 1: stop after 2 steps of epoch 1 (step 8), resume; steps 8..9 equal the uninterrupted run's."""
     _, shards = demo
@@ -223,9 +236,7 @@ def _token_samples(index: int):
 
 
 def test_token_shards_give_id_tensors_and_lists(tmp_path):
-    from litdata import optimize
-
-    optimize(fn=_token_samples, inputs=list(range(5)), output_dir=str(tmp_path), chunk_bytes="64KB", num_workers=1,
+    _optimize(fn=_token_samples, inputs=list(range(5)), output_dir=str(tmp_path), chunk_bytes="64KB", num_workers=1,
              verbose=False)
     write_options(tmp_path, ShardOptions(stage="tokens", tokenizers={"keyframe": "ab", "motion": "cd"}, **CLIP_OPTIONS))
     dm = _dm(tmp_path, batch_size=2, shuffle=False, drop_last=False)
