@@ -30,15 +30,22 @@ CLIP_OPTIONS = dict(fps=6.0, max_clips=None, sampling="dense", normalization="of
                     field_size=FIELD, min_frames=24)
 
 
-def _samples(record: tuple[str, str, str], options: dict):
-    """litdata.optimize fn: one video -> its clips as shard samples (lavit.shards.format layout, stage motion)."""
+def _samples(record: tuple[str, str, str], options: ShardOptions):
+    """litdata.optimize fn: one video -> its clips as shard samples (lavit.shards.format layout; with
+    ``options.frame_size`` also the ``"frames"`` of stage detokenizer)."""
     path, video_id, caption = record
-    clips = extract_clips(path, **options)
+    keys = ("fps", "max_clips", "sampling", "normalization", "clip_len", "field_size", "min_frames", "frame_size")
+    clips = extract_clips(path, **{k: getattr(options, k) for k in keys})
     for k in range(len(clips.starts)):
         # the file name, not the path: litdata stores a str naming an existing .mp4 file as the video's bytes
-        yield {"video": Path(path).name, "video_id": video_id, "caption": caption, "clip": k, "start": int(clips.starts[k]),
-               "keyframe": encode_image(np.asarray(clips.keyframes[k]), "png"),
-               "motion": np.asarray(clips.motion[k], dtype=np.float16)}
+        sample = {"video": Path(path).name, "video_id": video_id, "caption": caption, "clip": k,
+                  "start": int(clips.starts[k]), "keyframe": encode_image(np.asarray(clips.keyframes[k]), "png"),
+                  "motion": np.asarray(clips.motion[k], dtype=np.float16)}
+        if clips.frames is not None:
+            from lavit.shards.frames import encode_frames
+
+            sample["frames"] = encode_frames(np.asarray(clips.frames[k]), options)
+        yield sample
 
 
 def _optimize(**kwargs) -> None:
@@ -59,10 +66,11 @@ def _optimize(**kwargs) -> None:
 def write_shards(manifest: Path, out: Path, **overrides) -> ShardOptions:
     """Shards of every clip of the manifest's videos in ``out`` (one litdata worker: sample order = manifest order)."""
     options = {**CLIP_OPTIONS, **overrides}
+    stage = "detokenizer" if options.get("frame_size") else "motion"
+    shard_options = ShardOptions(stage=stage, frames_format="mp4" if stage == "detokenizer" else None, **options)
     records = [(str(r.path), r.video_id, r.caption) for r in read_manifest(manifest)]
-    _optimize(fn=functools.partial(_samples, options=options), inputs=records, output_dir=str(out),
-             chunk_bytes="256KB", num_workers=1, verbose=False)
-    shard_options = ShardOptions(stage="motion", **options)
+    _optimize(fn=functools.partial(_samples, options=shard_options), inputs=records, output_dir=str(out),
+              chunk_bytes="256KB", num_workers=1, verbose=False)
     write_options(out, shard_options)
     return shard_options
 
@@ -249,3 +257,24 @@ def test_token_shards_give_id_tensors_and_lists(tmp_path):
             i = int(vid[1:])
             assert kf.dtype == torch.int64 and kf.tolist() == list(range(100 * i, 100 * i + 3 + i % 3))
             assert mo.tolist() == [(j * (i + 1)) % 1024 for j in range(135)]
+
+
+def test_frames_equal_decoding_datamodule(demo, tmp_path):
+    """Detokenizer shards (frames as lossless mp4): "frames" (N, 24, 3, H, W) uint8 equal to the decoding
+    DataModule's; a motion-stage reader (no frame_size) gets no frames; a reader with another frame_size is refused."""
+    pytest.importorskip("lavit.shards.frames", reason="lavit/shards/frames.py comes with `lavit preprocess`")
+    manifest, _ = demo
+    write_shards(manifest, tmp_path / "shards", frame_size=(16, 32))
+    decoding = VideoTextDataModule(train_manifest=str(manifest), val_manifest=str(manifest), batch_size=1,
+                                   clips_per_video=None, frame_size=(16, 32), **CLIP_OPTIONS)
+    decoding.setup("fit")
+    want = [decoding.on_before_batch_transfer(b, 0) for b in decoding.val_dataloader()]
+    got = list(_dm(tmp_path / "shards", batch_size=2, frame_size=(16, 32)).val_dataloader())
+    assert len(got) == len(want) == 3
+    for g, w in zip(got, want):
+        assert set(g) == set(w) == {"keyframe", "motion", "frames", "caption", "video_id"}
+        assert g["frames"].dtype == w["frames"].dtype == torch.uint8 and g["frames"].shape == w["frames"].shape == (2, 24, 3, 16, 32)
+        assert torch.equal(g["frames"], w["frames"])
+    assert "frames" not in next(iter(_dm(tmp_path / "shards", batch_size=2).val_dataloader()))
+    with pytest.raises(ShardOptionsMismatchError, match=r"frame_size: shards \[16, 32\], requested \(32, 32\)"):
+        _dm(tmp_path / "shards", frame_size=(32, 32)).setup("fit")
