@@ -35,3 +35,12 @@ def test_print_config(config, tmp_path, monkeypatch, capsys):
     for part in ("model", "data"):
         assert printed[part]["class_path"].split(".")[-1] == source[part]["class_path"].split(".")[-1]
     assert "${" not in yaml.safe_dump(printed)  # every interpolation resolved
+
+
+@pytest.mark.parametrize("config", [p for p in CONFIGS if p.stem.endswith("_streaming")], ids=lambda p: str(p.relative_to(ROOT / "configs")))
+def test_streaming_variant_differs_only_in_data(config):
+    """``X_streaming.yaml`` is ``X.yaml`` with the data section swapped for ``StreamingClipDataModule``."""
+    streaming = yaml.safe_load(config.read_text())
+    decoding = yaml.safe_load((config.parent / (config.stem.removesuffix("_streaming") + ".yaml")).read_text())
+    assert streaming["data"]["class_path"] == "StreamingClipDataModule"
+    assert {k: v for k, v in streaming.items() if k != "data"} == {k: v for k, v in decoding.items() if k != "data"}
