@@ -16,9 +16,12 @@ litdata's fixed start-up is small against the work.
     ``detokenizer`` (``--frame-size``, default 64x64, JPEG frames), ``--workers`` processes (default 1, and 2 when
     the machine has 2 usable CPUs), one timed run each into a fresh folder. The wall time includes litdata's fixed
     start-up (spawned workers import torch, polling, index merge), measured by a run on one video ("start-up s");
-    "clips/s/core" is clips / wall s / workers, "steady" is (clips - 1) / (wall s - start-up s) / workers, the rate
-    a long run approaches. "vs (0)" is steady over the baseline row (0): ``extract_clips`` on the same videos in this
-    process, one core, the decoding limit (with the frames for the detokenizer stage).
+    "clips/s/core" is clips / wall s / workers. "CPU s" is the CPU time (user + system) of this process and its
+    finished children (the litdata workers) during the run, and "clips/CPU-s" is (clips - 1) / (CPU s - the one-video
+    run's CPU s): clips per second of one busy core once started, the rate a long run approaches, and far less
+    sensitive than wall time to other processes sharing the CPUs. "vs (0)" is clips/CPU-s over the baseline row (0):
+    ``extract_clips`` on the same videos in this process, one thread, the decoding limit (with the frames for the
+    detokenizer stage).
 (b) Training-time throughput: one epoch of ``train_dataloader()`` (loader start-up included: that is what an epoch
     costs) of ``StreamingClipDataModule`` against ``VideoTextDataModule`` with ``cache_clips=False`` (every epoch
     decodes again) over the same clips (the motion shards of (a) with the most workers), same clip options and
@@ -37,6 +40,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -59,12 +63,19 @@ def usable_cpus() -> int:
 # --------------------------------------------------------------------------------- (a) preprocessing
 
 
-def timed_preprocess(records, out: Path, stage: str, workers: int, frame_size) -> tuple[float, int]:
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its waited-for children so far."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def timed_preprocess(records, out: Path, stage: str, workers: int, frame_size) -> tuple[float, float, int]:
+    """(wall s, CPU s, samples written) of one ``preprocess`` run."""
     from lavit.shards.preprocess import preprocess
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     report = preprocess(records, out, stage, workers, frame_size=frame_size, progress=False, chunk_bytes="16MB")
-    return time.perf_counter() - start, report.num_samples
+    return time.perf_counter() - start, cpu_seconds() - cpu, report.num_samples
 
 
 def preprocessing_rows(manifest: Path, tmp: Path, args) -> tuple[list[list], Path]:
@@ -76,18 +87,19 @@ def preprocessing_rows(manifest: Path, tmp: Path, args) -> tuple[list[list], Pat
     rows, shards = [], tmp / f"motion_{max(args.workers)}"
     for stage in ("motion", "detokenizer"):
         frame_size = args.frame_size if stage == "detokenizer" else None
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), cpu_seconds()
         clips = sum(len(extract_clips(r.path, frame_size=frame_size).starts) for r in records)
-        seconds = time.perf_counter() - start
-        base = clips / seconds
-        rows.append(["(0)", stage, "extract_clips in process", 1, clips, f"{seconds:.2f}", "-", f"{base:.2f}", f"{base:.2f}", "1.00x"])
+        seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+        base = clips / cpu
+        rows.append(["(0)", stage, "extract_clips in process", 1, clips, f"{seconds:.2f}", "-", f"{clips / seconds:.2f}",
+                     f"{cpu:.2f}", f"{base:.2f}", "1.00x"])
         for workers in args.workers:
-            startup, one = timed_preprocess(records[:1], tmp / f"{stage}_{workers}_one", stage, workers, frame_size)
-            seconds, n = timed_preprocess(records, tmp / f"{stage}_{workers}", stage, workers, frame_size)
-            # a start-up larger than the difference is noise (too few clips): no steady rate then
-            steady = (n - one) / (seconds - startup) / workers if seconds > 1.2 * startup else None
+            startup, startup_cpu, one = timed_preprocess(records[:1], tmp / f"{stage}_{workers}_one", stage, workers, frame_size)
+            seconds, cpu, n = timed_preprocess(records, tmp / f"{stage}_{workers}", stage, workers, frame_size)
+            steady = (n - one) / (cpu - startup_cpu) if cpu > startup_cpu else None
             rows.append(["(a)", stage, "lavit preprocess", workers, n, f"{seconds:.2f}", f"{startup:.2f}",
-                         f"{n / seconds / workers:.2f}", "-" if steady is None else f"{steady:.2f}", ratio(steady, base)])
+                         f"{n / seconds / workers:.2f}", f"{cpu:.2f}", "-" if steady is None else f"{steady:.2f}",
+                         ratio(steady, base)])
     return rows, shards
 
 
@@ -176,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         epoch_csv = epoch_manifest(manifest, args.epoch_clips)
         print(f"input of (a) and (b): {epoch_csv.name}, the {args.videos} videos' rows repeated to {args.epoch_clips} clips")
         rows, shards = preprocessing_rows(epoch_csv, tmp, args)
-        print_table(["row", "stage", "method", "workers", "clips", "wall s", "start-up s", "clips/s/core", "steady", "vs (0)"],
-                    rows, title="(a) preprocessing, clips per second per core (steady: start-up excluded)")
+        print_table(["row", "stage", "method", "workers", "clips", "wall s", "start-up s", "clips/s/core", "CPU s", "clips/CPU-s",
+                     "vs (0)"], rows, title="(a) preprocessing, clips per second per core (clips/CPU-s: start-up excluded)")
 
         after = multiprocessing.get_start_method(allow_none=True)
         print(f"\nmultiprocessing start method before (b): {after}")
