@@ -339,13 +339,13 @@ class TextSamples(ClipSamples):
     def _sample(self, corpus: str, offset: int, index: int) -> dict[str, Any] | None:
         from litdata import Text
 
-        from lavit.shards.text import EmptyDocumentError, load_text_tokenizer, text_sample
+        from lavit.shards.text import load_text_tokenizer, text_sample
 
         if self._tokenizer is None:
             self._tokenizer = load_text_tokenizer(self.tokenizers["text"])
         try:
             sample = text_sample(self._tokenizer, corpus, offset, index)
-        except (EmptyDocumentError, ValueError, UnicodeDecodeError) as err:
-            self._skip(f"{corpus}:{index + 1}", err if not isinstance(err, UnicodeDecodeError) else ValueError("not UTF-8"))
+        except ValueError as err:  # EmptyDocumentError, a bad JSON line, not UTF-8
+            self._skip(f"{corpus}:{index + 1}", ValueError("not UTF-8") if isinstance(err, UnicodeDecodeError) else err)
             return None
         return {"video": Text(text=corpus), "caption": Text(text=""), **sample, "video_id": Text(text=sample["video_id"])}
