@@ -40,6 +40,7 @@ def _corpora(tmp_path):
     return jsonl, txt
 
 
+@pytest.mark.slow
 def test_text_corpus_ids_equal_tokenizer_and_empty_lines_listed(capsys, tmp_path, tokenizer_dir):
     from transformers import AutoTokenizer
 
