@@ -43,7 +43,8 @@ class DecodeClip:
 
     Returns ``{"keyframe": (3, S, S) float32 CLIP-normalised, "motion": (2, T, h, w) float32, "caption": str,
     "video_id": str}`` plus ``"frames": (T, 3, H, W) uint8`` when ``frames`` and the sample has them; token samples
-    give ``"keyframe_ids": (n,) int64`` and ``"motion_ids": (135,) int64`` (image-text samples: keyframe ids only).
+    give ``"keyframe_ids": (n,) int64`` and ``"motion_ids": (135,) int64`` (image-text samples: keyframe ids only;
+    text-corpus samples: ``"text_ids": (n,) int64`` only).
     """
 
     def __init__(self, options: ShardOptions, keyframe_size: int = 224, frames: bool = False):
@@ -62,7 +63,7 @@ class DecodeClip:
             clip["motion"] = torch.from_numpy(raw["motion"])
         if "frames" in raw:
             clip["frames"] = torch.as_tensor(raw["frames"])
-        for key in ("keyframe_ids", "motion_ids"):
+        for key in ("keyframe_ids", "motion_ids", "text_ids"):
             if key in raw:
                 clip[key] = torch.from_numpy(raw[key])
         return clip
@@ -75,14 +76,16 @@ def collate_streamed(clips: list[dict[str, Any]]) -> dict[str, Any]:
     Returns:
         ``{"keyframe": (N, 3, S, S), "motion": (N, 2, T, h, w), "caption": [str] * N, "video_id": [str] * N}``,
         ``"frames": (N, T, 3, H, W) uint8`` when present; token shards: ``"motion_ids": (N, 135) int64`` and
-        ``"keyframe_ids"``: a list of N (n_i,) int64 tensors (the keyframe token count varies per image).
+        ``"keyframe_ids"``: a list of N (n_i,) int64 tensors (the keyframe token count varies per image); text shards:
+        ``"text_ids"``, a list of N (n_i,) int64 tensors.
     """
     batch: dict[str, Any] = {}
     for key in ("keyframe", "motion", "frames", "motion_ids"):
         if key in clips[0]:
             batch[key] = torch.stack([c[key] for c in clips])
-    if "keyframe_ids" in clips[0]:
-        batch["keyframe_ids"] = [c["keyframe_ids"] for c in clips]
+    for key in ("keyframe_ids", "text_ids"):
+        if key in clips[0]:
+            batch[key] = [c[key] for c in clips]
     batch["caption"] = [c["caption"] for c in clips]
     batch["video_id"] = [c["video_id"] for c in clips]
     return batch

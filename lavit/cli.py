@@ -126,8 +126,8 @@ def _pipeline_parser() -> argparse.ArgumentParser:
     i.add_argument("--device", default="cpu")
     i.add_argument("-o", "--output", type=_output_file, required=True, help="PNG file to write")
 
-    about = ("litdata shards of clips from a manifest (motion, detokenizer or tokens stage), resumable; text corpora "
-             "are out of scope (they need the LM's text tokenizer, issue 14)")
+    about = ("litdata shards of clips from a manifest (motion, detokenizer or tokens stage), or of text token ids from a "
+             "text corpus (--text), resumable")
     s = sub.add_parser("preprocess", help=about, description=about + ". Multi-node: set DATA_OPTIMIZER_NUM_NODES and "
                        "DATA_OPTIMIZER_NODE_RANK on each node.")
     s.add_argument("manifest", type=Path, help="video manifest (CSV / TSV / JSON lines, as the DataModules read), or an "
@@ -149,6 +149,11 @@ def _pipeline_parser() -> argparse.ArgumentParser:
     s.add_argument("--motion-tokenizer", type=Path, default=None, help="stage tokens: motion tokenizer checkpoint")
     s.add_argument("--num-heads", type=int, default=None, help="motion tokenizer attention heads, for weights without config")
     s.add_argument("--images", action="store_true", help="MANIFEST lists images (stage tokens: keyframe ids + caption)")
+    s.add_argument("--text", action="store_true", help="MANIFEST is a text corpus: JSON lines with a \"text\" field, or plain "
+                   "text, one document per line (stage tokens: text ids; needs --text-tokenizer)")
+    s.add_argument("--text-tokenizer", type=Path, default=None, help="--text: the LM's text tokenizer folder (Llama-2's: "
+                   "tokenizer.model, tokenizer_config.json, ... from meta-llama/Llama-2-7b-hf)")
+    s.add_argument("--field-size", type=_size, default=None, help="WxH of the motion fields (default 36x20, the paper's)")
     s.add_argument("--overwrite", action="store_true", help="replace shards made with other options")
 
     d = sub.add_parser("demo-data", help="render the embedded demo dataset (videos + manifest.csv)")
@@ -232,16 +237,27 @@ def _pipeline(argv: list[str]) -> int:
 def _preprocess(ns: argparse.Namespace) -> int:
     from lavit.shards.preprocess import preprocess
 
+    if ns.text:
+        if ns.text_tokenizer is None or ns.stage != "tokens" or ns.images:
+            raise ValueError("--text needs --stage tokens and --text-tokenizer DIR (and no --images)")
+        report = preprocess(ns.manifest, ns.output_dir, "tokens", ns.workers, text_tokenizer=ns.text_tokenizer, overwrite=ns.overwrite)
+        return _preprocess_done(report)
+
     # the manifest readers live in datamodules (which imports Lightning): only this command loads them
     if ns.images:
         from datamodules.image_text import read_image_manifest as read
     else:
         from datamodules.manifest import read_manifest as read
     config = {} if ns.num_heads is None else {"num_heads": ns.num_heads}
-    options = dict(fps=ns.fps, max_clips=ns.max_clips, sampling=ns.sampling, normalization=ns.normalization, min_frames=ns.min_frames)
+    options = dict(fps=ns.fps, max_clips=ns.max_clips, sampling=ns.sampling, normalization=ns.normalization, min_frames=ns.min_frames,
+                   field_size=ns.field_size)
     report = preprocess(read(ns.manifest), ns.output_dir, ns.stage, ns.workers, frame_size=ns.frame_size,
                         keyframe_format=ns.keyframe_format, frames_format=ns.frames_format, keyframe_tokenizer=ns.keyframe_tokenizer,
                         motion_tokenizer=ns.motion_tokenizer, tokenizer_config=config, images=ns.images, overwrite=ns.overwrite, **options)
+    return _preprocess_done(report)
+
+
+def _preprocess_done(report) -> int:
     print(f"wrote {report.num_samples} samples to {report.output_dir}")
     if report.skipped:
         print(f"{len(report.skipped)} inputs skipped: {report.output_dir / 'skipped.jsonl'}", file=sys.stderr)

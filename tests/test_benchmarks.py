@@ -54,3 +54,17 @@ def test_keyframe_tokenizer_benchmark_checks_sdpa_and_prints_ratio_against_exact
         exact = [line.split() for line in out.splitlines() if line.startswith(group) and " exact " in line]
         assert exact and exact[0][8] == "1.00x", out  # the baseline row against itself
     assert [line for line in out.splitlines() if line.startswith("encoder") and " tiny " in line], out
+
+
+@pytest.mark.slow
+def test_preprocess_benchmark_prints_clip_rates_and_streaming_ratio_against_decoding():
+    out = _run(str(BENCHMARKS / "preprocess.py"), "--quick")
+    baseline = [line.split() for line in out.splitlines() if line.startswith("(0)")]
+    assert len(baseline) == 2 and all(row[-1] == "1.00x" for row in baseline), out  # the baselines against themselves
+    assert len([line for line in out.splitlines() if line.startswith("(a)")]) == 2, out
+    decoding = [line.split() for line in out.splitlines() if line.startswith("decoding (VideoTextDataModule)")]
+    streaming = [line.split() for line in out.splitlines() if line.startswith("streaming (StreamingClipDataModule)")]
+    assert [row[-1] for row in decoding] == ["1.00x", "1.00x"] and len(streaming) == 2, out
+    methods = [line.split(": ")[-1] for line in out.splitlines() if line.startswith("multiprocessing start method before")]
+    assert len(methods) == 2 and methods[0] == methods[1], out  # litdata.optimize's "spawn" was undone
+    assert "streaming / decoding batches/s:" in out, out

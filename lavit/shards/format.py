@@ -9,10 +9,12 @@ One sample = one clip (one image for image-text manifests). Keys and types, as w
 - ``detokenizer`` also: ``"frames"`` (bytes: the clip's ``clip_len`` frames at ``frame_size``, encoded as
   ``frames_format``);
 - ``tokens``: ``"keyframe_ids"`` (np.int32 (n,), keyframe codebook ids, deterministic selection) and
-  ``"motion_ids"`` (np.int32 (num_motion_tokens,)); image-text samples have ``"keyframe_ids"`` only.
+  ``"motion_ids"`` (np.int32 (num_motion_tokens,)); image-text samples have ``"keyframe_ids"`` only; text-corpus
+  samples (``lavit.shards.text``) have ``"text_ids"`` (np.int32 (n,), the LM text tokenizer's ids) only, with
+  ``"video"`` the corpus, ``"video_id"`` the document id, ``"caption"`` ``""`` and ``"clip"`` the line index.
 
 ``<output>/lavit_preprocess.json`` (:class:`ShardOptions`) records the stage and every option the samples depend on
-(and the SHA-256 of the tokenizer checkpoints for ``tokens``); a reader compares it with its own settings and
+(and the SHA-256 of the tokenizer checkpoints for ``tokens``, of the text tokenizer's files for text corpora); a reader compares it with its own settings and
 refuses shards made otherwise (:meth:`ShardOptions.check_compatible`).
 """
 
@@ -49,7 +51,8 @@ class ShardOptions:
         frame_size: (H, W) of ``"frames"`` (``detokenizer`` only, else None).
         keyframe_format: ``"png"`` (lossless) or ``"jpeg"`` (``keyframe_quality``) for ``"keyframe"``.
         frames_format: how ``"frames"`` are encoded (``detokenizer``), e.g. ``"mp4"`` or ``"jpeg"``.
-        tokenizers: ``{"keyframe": sha256, "motion": sha256}`` of the checkpoints (``tokens`` only).
+        tokenizers: ``{"keyframe": sha256, "motion": sha256}`` of the checkpoints, or ``{"text": sha256}`` of the
+            text tokenizer folder (``lavit.shards.text.text_tokenizer_hash``) for text corpora (``tokens`` only).
         format_version: of this layout.
     """
 
@@ -158,7 +161,7 @@ def decode_sample(sample: Mapping[str, Any], options: ShardOptions) -> dict[str,
         from lavit.shards.frames import decode_frames
 
         out["frames"] = decode_frames(out["frames"], options)
-    for key in ("keyframe_ids", "motion_ids"):
+    for key in ("keyframe_ids", "motion_ids", "text_ids"):
         if key in out:
             out[key] = np.asarray(out[key], dtype=np.int64)
     return out

@@ -71,6 +71,7 @@ def preprocess(
     motion_tokenizer: str | os.PathLike | None = None,
     tokenizer_config: dict[str, Any] | None = None,
     images: bool = False,
+    text_tokenizer: str | os.PathLike | None = None,
     overwrite: bool = False,
     chunk_bytes: str | int = "64MB",
     progress: bool = True,
@@ -82,7 +83,8 @@ def preprocess(
         records: ``(path, caption, id)`` tuples, or objects with ``path``, ``caption`` and ``video_id`` / ``image_id``
             (``datamodules.read_manifest`` / ``read_image_manifest`` rows).
         stage: ``"motion"``, ``"detokenizer"`` (needs ``frame_size`` (H, W)) or ``"tokens"`` (needs both tokenizers;
-            with ``images=True`` the records are images and only the keyframe tokenizer is used).
+            with ``images=True`` the records are images and only the keyframe tokenizer is used; with
+            ``text_tokenizer`` (a Llama-2 tokenizer folder) ``records`` is one text corpus path, ``lavit.shards.text``).
         workers: processes on this machine (litdata ``num_workers``).
         options: ``extract_clips`` settings (``fps``, ``max_clips`` (> 0), ``sampling``, ``normalization``,
             ``min_frames``, ...); for ``tokens`` the motion tokenizer checkpoint's, overridden by these.
@@ -93,8 +95,11 @@ def preprocess(
     """
     import litdata
 
-    shard_options, tokenizers = _shard_options(stage, frame_size, keyframe_format, keyframe_quality, frames_format,
-                                               keyframe_tokenizer, motion_tokenizer, tokenizer_config, images, options)
+    if text_tokenizer is not None:
+        shard_options, tokenizers = _text_options(stage, text_tokenizer, images, options)
+    else:
+        shard_options, tokenizers = _shard_options(stage, frame_size, keyframe_format, keyframe_quality, frames_format,
+                                                   keyframe_tokenizer, motion_tokenizer, tokenizer_config, images, options)
     out = Path(output_dir)
     mode = _prepare_folder(out, shard_options, overwrite)
     report = PreprocessReport(out)
@@ -103,11 +108,16 @@ def preprocess(
         report.num_samples = _num_samples(out)
         return report
     write_options(out, shard_options)
-    items = [[*_record(r), k] for r in records for k in range(1 if images else shard_options.max_clips)]
+    if text_tokenizer is not None:
+        from lavit.shards.text import corpus_inputs
+
+        items = corpus_inputs(records)
+    else:
+        items = [[*_record(r), k] for r in records for k in range(1 if images else shard_options.max_clips)]
     items = [[*item, g] for g, item in enumerate(items)]
     if not items:
         raise ValueError("no records to preprocess")
-    fn = ClipSamples(shard_options, tokenizers, str(out), images)
+    fn = (TextSamples if text_tokenizer is not None else ClipSamples)(shard_options, tokenizers, str(out), images)
     # optimize forces the "spawn" start method on the whole process: put it back, or DataLoader workers started later
     # in this process would each import torch again (seen: a 2-worker streaming test 95 s instead of 8 s)
     start_method = multiprocessing.get_start_method(allow_none=True)
@@ -161,6 +171,21 @@ def _shard_options(stage, frame_size, keyframe_format, keyframe_quality, frames_
         stage=stage, **clip, frame_size=frame_size if stage == "detokenizer" else None, keyframe_format=keyframe_format,
         keyframe_quality=keyframe_quality, frames_format=frames_format if stage == "detokenizer" else None, tokenizers=hashes,
     ), tokenizers
+
+
+def _text_options(stage, text_tokenizer, images, options) -> tuple[ShardOptions, dict[str, Any]]:
+    from lavit.shards.text import text_tokenizer_hash
+
+    if stage != "tokens" or images:
+        raise ValueError("a text corpus (text tokenizer given) needs stage 'tokens' and no images")
+    unknown = sorted(k for k, v in options.items() if v is not None and k not in CLIP_OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown preprocessing options {unknown}; known: {list(CLIP_OPTIONS)}")
+    # clip options do not apply to text: the defaults are recorded so the DataModule's defaults accept the shards
+    clip = dict(fps=DEFAULT_FPS, max_clips=DEFAULT_MAX_CLIPS, sampling="official", normalization="official",
+                clip_len=CLIP_LEN, field_size=FIELD_SIZE, min_frames=DEFAULT_MIN_FRAMES)
+    digest = text_tokenizer_hash(text_tokenizer)
+    return ShardOptions(stage="tokens", **clip, tokenizers={"text": digest}), {"text": str(text_tokenizer)}
 
 
 def _prepare_folder(out: Path, options: ShardOptions, overwrite: bool) -> str | None:
@@ -220,12 +245,12 @@ class ClipSamples:
         self._written, self._log = {int(g) for g in written}, open(log, "a")
 
     def __call__(self, item: Sequence[Any]) -> dict[str, Any] | None:
-        path, caption, rid, k, g = item
+        *args, g = item
         if self._written is None:
             self._start_log()
         if g in self._written:
             return None
-        sample = self._sample(path, caption, rid, k)
+        sample = self._sample(*args)
         if sample is not None:
             self._log.write(f"{g}\n")
             self._log.flush()
@@ -303,3 +328,24 @@ class ClipSamples:
         keyframes, _ = self._load_models()
         rgb = decode_image(Path(path).read_bytes())
         return [{"clip": 0, "start": 0, "keyframe_ids": np.asarray(keyframe_code_ids(keyframes, rgb[None])[0], np.int32)}]
+
+
+class TextSamples(ClipSamples):
+    """litdata ``fn`` for a text corpus: ``(corpus, byte offset, line index, input index)`` -> the line's sample
+    (``lavit.shards.text``), or None (an empty or unusable line: listed as ``"<corpus>:<line>"``)."""
+
+    _tokenizer = None
+
+    def _sample(self, corpus: str, offset: int, index: int) -> dict[str, Any] | None:
+        from litdata import Text
+
+        from lavit.shards.text import load_text_tokenizer, text_sample
+
+        if self._tokenizer is None:
+            self._tokenizer = load_text_tokenizer(self.tokenizers["text"])
+        try:
+            sample = text_sample(self._tokenizer, corpus, offset, index)
+        except ValueError as err:  # EmptyDocumentError, a bad JSON line, not UTF-8
+            self._skip(f"{corpus}:{index + 1}", ValueError("not UTF-8") if isinstance(err, UnicodeDecodeError) else err)
+            return None
+        return {"video": Text(text=corpus), "caption": Text(text=""), **sample, "video_id": Text(text=sample["video_id"])}
