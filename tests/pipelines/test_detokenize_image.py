@@ -11,8 +11,8 @@ from PIL import Image
 
 from lavit.detokenizer import KeyframeDetokenizerPipeline
 from lavit.pipelines.detokenize_image import parse_code_ids
-from lightning_modules.cli import lavit_main
 from tests.detokenizer.test_keyframe_pipeline import N_CODE, _official_root, make_pipe
+from tests.cli_runner import run_lavit
 
 IDS = [3, 1, 4, 1, 5, 9, 2, 6]
 
@@ -27,17 +27,8 @@ def root(tmp_path_factory, pipe):
     return _official_root(tmp_path_factory.mktemp("kfdetok"), pipe)
 
 
-def _lavit(capsys, *argv):
-    try:
-        rc = lavit_main(list(map(str, argv)))
-    except SystemExit as exit:
-        rc = exit.code
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err.strip().splitlines()
-
-
 def _draw(capsys, root, ids, out, *extra):
-    rc, stdout, err = _lavit(capsys, "detokenize-image", ids, "--detokenizer", root, "--decoder-config", "tiny",
+    rc, stdout, err = run_lavit(capsys, "detokenize-image", ids, "--detokenizer", root, "--decoder-config", "tiny",
                              "--steps", 3, "-o", out, *extra)
     assert rc == 0, err
     assert stdout.strip() == str(out)
@@ -83,12 +74,12 @@ def test_reads_lavit_tokenize_output(capsys, tmp_path, root, pipe):
     ("[1, 2]", ("--line", 1), "--line"),
 ])
 def test_usage_errors_are_one_line_exit_2(capsys, tmp_path, root, ids, extra, message):
-    rc, _, err = _lavit(capsys, "detokenize-image", ids, "--detokenizer", root, "--decoder-config", "tiny", "--steps", 1,
+    rc, _, err = run_lavit(capsys, "detokenize-image", ids, "--detokenizer", root, "--decoder-config", "tiny", "--steps", 1,
                         "-o", tmp_path / "x.png", *extra)
     assert rc == 2 and len(err) == 1 and message in err[0], err
     assert not (tmp_path / "x.png").exists()
 
 
 def test_missing_detokenizer_files_are_named(capsys, tmp_path, root):
-    rc, _, err = _lavit(capsys, "detokenize-image", "[1, 2]", "--detokenizer", tmp_path / "nowhere", "-o", tmp_path / "x.png")
+    rc, _, err = run_lavit(capsys, "detokenize-image", "[1, 2]", "--detokenizer", tmp_path / "nowhere", "-o", tmp_path / "x.png")
     assert rc == 2 and len(err) == 1 and "nowhere" in err[0] and "rain1011/Video-LaVIT-v1" in err[0]

@@ -16,7 +16,7 @@ from lavit.tokenizers.motion_config import MotionTokenizerConfig
 from lavit.tokenizers.motion_tokenizer import MotionTokenizer
 from lavit.video import extract_clips
 from lavit.video.synthetic import random_scene, write_video
-from lightning_modules.cli import lavit_main
+from tests.cli_runner import run_lavit
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +30,6 @@ def files(tmp_path_factory):
     return root
 
 
-def _lavit(capsys, *argv):
-    try:
-        rc = lavit_main(list(map(str, argv)))
-    except SystemExit as exit:
-        rc = exit.code
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err.strip().splitlines()
-
-
 def _decode(path):
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
@@ -47,7 +38,7 @@ def _decode(path):
 
 def test_reconstruct_writes_clips_beside_the_ground_truth(files, tmp_path, capsys):
     out = tmp_path / "out"
-    rc, stdout, err = _lavit(capsys, "reconstruct", files / "pan.mp4", "--detokenizer", files / "demo.safetensors",
+    rc, stdout, err = run_lavit(capsys, "reconstruct", files / "pan.mp4", "--detokenizer", files / "demo.safetensors",
                              "--size", "64x32", "--steps", "2", "--max-clips", "1", "-o", out)
     assert rc == 0, err
     assert "1 clips from 1 videos" in stdout
@@ -73,7 +64,7 @@ def test_reconstruct_through_motion_tokens(files, tmp_path, capsys):
     tokenizer = MotionTokenizer(MotionTokenizerConfig.from_name("tiny"))
     save_motion_tokenizer(tokenizer, files / "motion.safetensors")
     out = tmp_path / "tokens"
-    rc, _, err = _lavit(capsys, "reconstruct", files / "pan.mp4", "--detokenizer", files / "demo.safetensors",
+    rc, _, err = run_lavit(capsys, "reconstruct", files / "pan.mp4", "--detokenizer", files / "demo.safetensors",
                         "--motion-tokenizer", files / "motion.safetensors", "--size", "64x32", "--steps", "1",
                         "--max-clips", "1", "-o", out)
     assert rc == 0, err
@@ -91,7 +82,7 @@ def test_reconstruct_errors_are_one_line(files, tmp_path, capsys, case, expected
     detokenizer = {"missing": files / "missing.safetensors", "latent without vae": files / "latent.safetensors"}.get(
         case, files / "demo.safetensors")
     size = {"size": "64x33", "syntax": "64-32"}.get(case, "64x64")
-    rc, _, err = _lavit(capsys, "reconstruct", files / "pan.mp4", "--detokenizer", detokenizer, "--size", size,
+    rc, _, err = run_lavit(capsys, "reconstruct", files / "pan.mp4", "--detokenizer", detokenizer, "--size", size,
                         "-o", tmp_path / "o")
     assert rc == 2
     assert len(err) == 1 and expected in err[0], err

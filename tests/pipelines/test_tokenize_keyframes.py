@@ -11,8 +11,8 @@ from lavit.tokenizers import KeyframeTokenizer
 from lavit.tokenizers.keyframe_loading import save_keyframe_tokenizer
 from lavit.video import extract_clips
 from lavit.video.keyframes import CLIP_MEAN, CLIP_STD
-from lightning_modules.cli import lavit_main
 from tests.conftest import SHARED
+from tests.cli_runner import run_lavit
 
 MOTION = SHARED / "reference" / "motion_tokenizer_tiny_parity.safetensors"  # needs --num-heads 4
 
@@ -24,18 +24,9 @@ def keyframe_weights(tmp_path_factory):
     return save_keyframe_tokenizer(model, tmp_path_factory.mktemp("kf") / "kf.safetensors")
 
 
-def _lavit(capsys, *argv):
-    try:
-        rc = lavit_main(list(map(str, argv)))
-    except SystemExit as exit:
-        rc = exit.code
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err.strip().splitlines()
-
-
 def _tokenize(capsys, tmp_path, real_clip, name, *extra):
     out = tmp_path / name
-    rc, stdout, err = _lavit(capsys, "tokenize", real_clip, "--checkpoint", MOTION, "--num-heads", 4, "--max-clips", 2, *extra, "-o", out)
+    rc, stdout, err = run_lavit(capsys, "tokenize", real_clip, "--checkpoint", MOTION, "--num-heads", 4, "--max-clips", 2, *extra, "-o", out)
     assert rc == 0, err
     assert "2 clips from 1 videos" in stdout
     return [json.loads(x) for x in out.read_text().splitlines()]
@@ -70,6 +61,6 @@ def test_without_keyframe_tokenizer_no_keyframe_ids(capsys, tmp_path, real_clip)
 
 
 def test_missing_keyframe_tokenizer_is_one_line_exit_2(capsys, tmp_path, real_clip):
-    rc, _, err = _lavit(capsys, "tokenize", real_clip, "--checkpoint", MOTION, "--num-heads", 4, "--keyframe-tokenizer",
+    rc, _, err = run_lavit(capsys, "tokenize", real_clip, "--checkpoint", MOTION, "--num-heads", 4, "--keyframe-tokenizer",
                         tmp_path / "nowhere.bin", "-o", tmp_path / "x.jsonl")
     assert rc == 2 and len(err) == 1 and "nowhere.bin" in err[0]

@@ -18,8 +18,8 @@ from lavit.tokenizers import KeyframeTokenizer
 from lavit.tokenizers.keyframe_loading import save_keyframe_tokenizer
 from lavit.video import extract_clips
 from lavit.video.demo_data import make_demo_dataset
-from lightning_modules.cli import lavit_main
 from tests.conftest import SHARED
+from tests.cli_runner import run_lavit
 
 MOTION = SHARED / "reference" / "motion_tokenizer_tiny_parity.safetensors"  # needs --num-heads 4
 F16_RTOL, F16_ATOL = 2.0**-11, 2.0**-25  # float16 rounding: half an ulp relative, half the smallest subnormal absolute
@@ -47,12 +47,8 @@ def _good_videos(manifest):
 
 
 def _lavit(capsys, *argv):
-    try:
-        rc = lavit_main(list(map(str, argv)))
-    except SystemExit as exit:
-        rc = exit.code
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
+    rc, out, err = run_lavit(capsys, *argv)
+    return rc, out, "\n".join(err)
 
 
 def read_shards(folder):
