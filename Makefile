@@ -22,7 +22,7 @@ extract-demo: $(STAMP)
 	$(BIN)/lavit extract outputs/demo_data/videos -o outputs/demo_extract
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --durations=15 tests
+	$(BIN)/python -m pytest -n 2 --dist worksteal --durations=15 tests
 
 bench: $(STAMP)
 	$(BIN)/pip install -q -e ".[bench]"

@@ -192,7 +192,8 @@ def _run(manifest, out, workers, kill_after_chunk=False):
         assert proc.returncode == 0, err.decode()[-2000:]
         return None
     deadline = time.monotonic() + 120
-    while not list(out.glob("chunk-*.bin")):
+    # kill once a chunk is on disk and every worker has returned a sample (under load one worker can lag the other)
+    while not (list(out.glob("chunk-*.bin")) and len(list((out / ".samples").glob("*.log"))) == workers):
         assert proc.poll() is None and time.monotonic() < deadline, "finished or stuck before the first chunk"
         time.sleep(0.02)
     time.sleep(0.1)  # let the checkpoint beside the chunk be written
