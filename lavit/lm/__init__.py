@@ -1,0 +1,16 @@
+"""The multimodal LM: a transformers Llama over text, keyframe codes and motion codes (no Lightning import)."""
+
+from lavit.lm.config import MULTIMODAL_LM_CONFIGS, MultimodalLMConfig
+from lavit.lm.vocabulary import (ImageSegment, MultimodalVocabulary, Segment, SequenceGrammarError, TextSegment,
+                                 VideoSegment)
+
+__all__ = [
+    "MULTIMODAL_LM_CONFIGS",
+    "ImageSegment",
+    "MultimodalLMConfig",
+    "MultimodalVocabulary",
+    "Segment",
+    "SequenceGrammarError",
+    "TextSegment",
+    "VideoSegment",
+]
