@@ -8,7 +8,8 @@ without importing Lightning.
 import importlib
 
 _CLASSES = {"MotionVQVAE": "lightning_modules.motion_vqvae", "VideoEvaluator": "lightning_modules.video_evaluator",
-            "VideoDetokenizer": "lightning_modules.video_detokenizer", "KeyframeTokenizer": "lightning_modules.keyframe_tokenizer"}
+            "VideoDetokenizer": "lightning_modules.video_detokenizer", "KeyframeTokenizer": "lightning_modules.keyframe_tokenizer",
+            "MultimodalLM": "lightning_modules.multimodal_lm", "GenerationWriter": "lightning_modules.multimodal_lm"}
 
 __all__ = sorted(_CLASSES)
 

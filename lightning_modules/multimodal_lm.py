@@ -1,0 +1,270 @@
+"""``MultimodalLM``: stage-2 generative pre-training and stage-3 instruction tuning of the Llama over text, keyframe
+codes and motion codes (the official release has no training code)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+from lavit.lm.config import MultimodalLMConfig
+from lavit.lm.generation import SamplingSettings, generate_video
+from lavit.lm.loss import MODALITIES, next_token_loss
+from lightning_modules.schedules import adamw_warmup_cosine
+
+Trainable = Literal["all", "embeddings", "lora"]
+
+
+class MultimodalLM(pl.LightningModule):
+    """Next-token training of a transformers ``LlamaForCausalLM`` over the multimodal vocabulary.
+
+    Stage "pretrain" (stage 2): batches of ``{"input_ids", "attention_mask", "labels"}`` (B, L) from
+    ``MultimodalTokenDataModule`` (image-text, video-text and text mixed; every token labelled). Stage "instruct"
+    (stage 3): the same keys from ``InstructionDataModule``, labels on the answers only. The loss is logged whole and
+    per modality of the predicted token (``train/loss_text``, ``_keyframe``, ``_motion``; same for ``val/``).
+
+    Args:
+        lm: the ``lavit.lm.MultimodalLMConfig`` (preset name or fields); checkpoints store its fields.
+        stage: "pretrain" or "instruct" (what the logs call it; the labels come from the data).
+        init_from: start from these weights (``lavit.load_multimodal_lm``: a Hugging Face Llama folder such as the
+            official ``language_model`` or Llama-2-7B, a safetensors file, one of our checkpoints); None = random.
+        trainable: "all"; "embeddings" = only the rows of the media ids (input and output embeddings; the text rows and
+            every other weight stay fixed); "lora" = LoRA adapters (peft) on ``lora_target_modules`` plus the media rows.
+        lora_rank, lora_alpha, lora_dropout, lora_target_modules: the LoRA adapters.
+        lr, weight_decay, betas, warmup_steps, min_lr_ratio: AdamW with linear warm-up and cosine decay.
+        gradient_checkpointing: recompute each decoder layer in the backward pass (transformers' checkpointing).
+        attn_implementation: "sdpa" (default), "eager" or "flash_attention_2".
+        keyframe_guidance, motion_guidance, num_clips, top_k, temperature, motion_greedy, min_keyframe_tokens,
+            max_keyframe_tokens: generation in ``predict`` and in the validation's generation check.
+        val_generate: captions of the validation prompts to generate a video for at each validation (0 = none). With a
+            ``motion_tokenizer`` the generated motion is decoded and compared with the caption's camera pan
+            (``val/pan_agreement``, the share whose mean horizontal motion has the caption's sign).
+        motion_tokenizer: a motion tokenizer checkpoint (``lavit.load_motion_tokenizer``) for that check.
+    """
+
+    def __init__(
+        self,
+        lm: MultimodalLMConfig | str | dict = "tiny",
+        stage: Literal["pretrain", "instruct"] = "pretrain",
+        init_from: str | None = None,
+        trainable: Trainable = "all",
+        lora_rank: int = 8,
+        lora_alpha: int = 16,
+        lora_dropout: float = 0.05,
+        lora_target_modules: Sequence[str] = ("q_proj", "k_proj", "v_proj", "o_proj"),
+        lr: float = 3e-4,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.95),
+        warmup_steps: int = 0,
+        min_lr_ratio: float = 0.1,
+        gradient_checkpointing: bool = False,
+        attn_implementation: str = "sdpa",
+        keyframe_guidance: float = 4.0,
+        motion_guidance: float = 7.0,
+        num_clips: int = 1,
+        top_k: int = 50,
+        temperature: float = 1.0,
+        motion_greedy: bool = False,
+        min_keyframe_tokens: int = 1,
+        max_keyframe_tokens: int = 200,
+        val_generate: int = 0,
+        motion_tokenizer: str | None = None,
+    ):
+        super().__init__()
+        if stage not in ("pretrain", "instruct"):
+            raise ValueError(f"stage must be 'pretrain' or 'instruct', got {stage!r}")
+        if trainable not in ("all", "embeddings", "lora"):
+            raise ValueError(f"trainable must be 'all', 'embeddings' or 'lora', got {trainable!r}")
+        self.config = MultimodalLMConfig.coerce(lm)
+        self.save_hyperparameters(ignore=["lm"])
+        self.hparams["lm"] = self.config.to_dict()
+        self.vocab = self.config.vocabulary
+        if init_from is not None:
+            from lavit.lm.loading import load_multimodal_lm
+
+            self.lm = load_multimodal_lm(init_from, config=self.config)
+            self.lm.config._attn_implementation = attn_implementation
+        else:
+            from transformers import LlamaForCausalLM
+
+            self.lm = LlamaForCausalLM(self.config.llama_config(attn_implementation=attn_implementation))
+        if gradient_checkpointing:
+            self.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self._media_rows_only = trainable in ("embeddings", "lora")
+        if trainable == "lora":
+            self.lm = self._with_lora(self.lm)
+        elif trainable == "embeddings":
+            for p in self.lm.parameters():
+                p.requires_grad_(False)
+            for p in self._embedding_weights():
+                p.requires_grad_(True)
+        if self._media_rows_only:
+            for p in self._embedding_weights():
+                p.register_hook(self._keep_text_rows)
+        self._motion_tokenizer = None
+
+    # ---- what trains -------------------------------------------------------------------------------
+    def _embedding_weights(self) -> list[torch.nn.Parameter]:
+        weights = [self.lm.get_input_embeddings().weight, self.lm.get_output_embeddings().weight]
+        return list({id(w): w for w in weights}.values())  # tied: one tensor
+
+    def _keep_text_rows(self, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        grad[: self.vocab.text_size] = 0
+        return grad
+
+    def _with_lora(self, model):
+        from peft import LoraConfig, get_peft_model
+
+        h = self.hparams
+        config = LoraConfig(r=h.lora_rank, lora_alpha=h.lora_alpha, lora_dropout=h.lora_dropout,
+                            target_modules=list(h.lora_target_modules), task_type="CAUSAL_LM")
+        model = get_peft_model(model, config)
+        for p in self._embedding_weights_of(model):
+            p.requires_grad_(True)
+        return model
+
+    @staticmethod
+    def _embedding_weights_of(model) -> list[torch.nn.Parameter]:
+        weights = [model.get_input_embeddings().weight, model.get_output_embeddings().weight]
+        return list({id(w): w for w in weights}.values())
+
+    def configure_optimizers(self):
+        return adamw_warmup_cosine(self, self.named_parameters(), no_decay_suffixes=("embed_tokens.weight", "lm_head.weight"))
+
+    # ---- steps -------------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        check = getattr(datamodule, "check_vocabulary", None)
+        if callable(check):
+            check(self.config)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        """``(B, L)`` ids -> ``(B, L, V)`` logits."""
+        return self.lm(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs).logits
+
+    def _step(self, batch: dict[str, Any], split: str) -> torch.Tensor:
+        ids, labels = batch["input_ids"], batch["labels"]
+        if ids.shape[1] > self.config.max_position_embeddings:
+            from lavit.lm.sequences import ContextLengthError
+
+            raise ContextLengthError(f"a batch of {ids.shape[1]} tokens is longer than the context of "
+                                     f"{self.config.max_position_embeddings}")
+        if "inputs_embeds" in batch:
+            logits = self.lm(inputs_embeds=batch["inputs_embeds"], attention_mask=batch.get("attention_mask"), use_cache=False).logits
+        else:
+            self.vocab.check_ids(ids[batch["attention_mask"].bool()] if "attention_mask" in batch else ids, "input ids")
+            logits = self(ids, batch.get("attention_mask"))
+        out = next_token_loss(logits, labels, self.vocab)
+        n = ids.shape[0]
+        self.log(f"{split}/loss", out.loss, prog_bar=True, batch_size=n, sync_dist=split != "train")
+        for name in MODALITIES:
+            if out.counts[name]:
+                self.log(f"{split}/loss_{name}", out.per_modality[name], batch_size=out.counts[name], sync_dist=split != "train")
+        return out.loss
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    # ---- generation --------------------------------------------------------------------------------
+    def generate_videos(self, prompts: Sequence[torch.Tensor], seed: int | None = None):
+        """Prompt ids -> ``VideoSegment`` s with this module's generation settings (see ``lavit.lm.generate_video``)."""
+        h = self.hparams
+        keyframe = SamplingSettings(top_k=h.top_k, temperature=h.temperature)
+        motion = SamplingSettings(do_sample=False) if h.motion_greedy else keyframe
+        was_training = self.lm.training
+        self.lm.eval()
+        try:
+            return generate_video(self.lm, self.vocab, prompts, num_clips=h.num_clips, keyframe_guidance=h.keyframe_guidance,
+                                  motion_guidance=h.motion_guidance, keyframe_sampling=keyframe, motion_sampling=motion,
+                                  min_keyframe_tokens=h.min_keyframe_tokens, max_keyframe_tokens=h.max_keyframe_tokens, seed=seed)
+        finally:
+            self.lm.train(was_training)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+        """``{"prompt_ids": [(L_i,)], "caption": [str], ...}`` -> one record per prompt: its caption / id and the
+        generated ``keyframe_ids`` (per clip) and ``motion_ids`` (per clip) code lists."""
+        videos = self.generate_videos(batch["prompt_ids"], seed=batch_idx)
+        records = []
+        for i, video in enumerate(videos):
+            record = {key: batch[key][i] for key in ("caption", "video_id") if key in batch}
+            record["keyframe_ids"] = [k.tolist() for k in video.keyframes]
+            record["motion_ids"] = [m.tolist() for m in video.motion]
+            records.append(record)
+        return records
+
+    def motion_tokenizer(self):
+        """The frozen motion tokenizer of ``motion_tokenizer`` (loaded once), or None."""
+        if self._motion_tokenizer is None and self.hparams.motion_tokenizer:
+            from lavit import load_motion_tokenizer
+
+            self._motion_tokenizer = load_motion_tokenizer(self.hparams.motion_tokenizer).eval()
+        return self._motion_tokenizer
+
+    def pan_agreement(self, prompts: Sequence[torch.Tensor], captions: Sequence[str], seed: int = 0) -> tuple[float, int]:
+        """Generate a video per caption, decode its motion, and return (share whose mean horizontal motion has the
+        caption's camera-pan sign, number of captions with a horizontal pan)."""
+        from lavit.lm.motion_direction import caption_pan_direction, motion_horizontal_sign
+
+        tokenizer = self.motion_tokenizer()
+        if tokenizer is None:
+            raise ValueError("pan_agreement needs motion_tokenizer (a motion tokenizer checkpoint) to decode motion")
+        wanted = [caption_pan_direction(c) for c in captions]
+        keep = [i for i, w in enumerate(wanted) if w is not None]
+        if not keep:
+            return float("nan"), 0
+        videos = self.generate_videos([prompts[i] for i in keep], seed=seed)
+        codes = torch.stack([v.motion[0] for v in videos]).to(self.device)
+        tokenizer.to(self.device)
+        with torch.no_grad():
+            motion = tokenizer.detokenize(codes)
+        signs = motion_horizontal_sign(motion)
+        hits = sum(int(s) == wanted[i] for s, i in zip(signs.tolist(), keep))
+        return hits / len(keep), len(keep)
+
+    def on_validation_epoch_end(self) -> None:
+        n = self.hparams.val_generate
+        prompts = getattr(getattr(self.trainer, "datamodule", None), "generation_prompts", None)
+        if not n or prompts is None or self.trainer.sanity_checking:
+            return
+        items = prompts("val")[:n]
+        agreement, count = self.pan_agreement([p["prompt_ids"] for p in items], [p["caption"] for p in items])
+        if count:
+            self.log("val/pan_agreement", agreement, batch_size=count)
+
+
+class GenerationWriter(BasePredictionWriter):
+    """Writes ``predict`` records as JSON lines to ``output`` (one file; with several processes
+    ``<stem>.rank<k><suffix>`` per process, since each generates its own share of the prompts)."""
+
+    def __init__(self, output: str = "outputs/generations.jsonl"):
+        super().__init__(write_interval="batch")
+        self.output = Path(output)
+
+    def path(self, trainer: pl.Trainer) -> Path:
+        if trainer.world_size > 1:
+            return self.output.with_name(f"{self.output.stem}.rank{trainer.global_rank}{self.output.suffix}")
+        return self.output
+
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        path = self.path(trainer)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0) -> None:
+        with open(self.path(trainer), "a") as f:
+            for record in prediction:
+                f.write(json.dumps(record) + "\n")
+
+    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        print(f"generations written to {self.path(trainer)}")
