@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo extract-demo test bench clean
+.PHONY: install demo extract-demo test test-demo bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,10 @@ extract-demo: $(STAMP)
 	$(BIN)/lavit extract outputs/demo_data/videos -o outputs/demo_extract
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist worksteal --durations=15 tests
+	$(BIN)/python -m pytest -n 2 --dist worksteal --durations=15 -m "not demo" tests
+
+test-demo: $(STAMP)
+	$(BIN)/python -m pytest -s -m demo tests
 
 bench: $(STAMP)
 	$(BIN)/pip install -q -e ".[bench]"
