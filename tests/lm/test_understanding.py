@@ -93,3 +93,70 @@ def test_greedy_generation_matches_the_official(parity, keyframe_tokenizer, lm, 
     expected = tensors[f"io.{tag}.output_ids"]
     assert torch.equal(expected[:len(input_ids)], input_ids)
     assert new[0].tolist() == expected[len(input_ids):].tolist()
+
+
+def test_all_discrete_variant_embeds_the_serialised_ids(lm):
+    # Analytic truth: splicing code ids equals embedding the id sequence vocab.serialize would write.
+    vocab = MultimodalLMConfig.from_name("tiny").vocabulary
+    embed = lm.get_input_embeddings()
+    keyframes = [torch.tensor([3, 0, 16383]), torch.tensor([7])]
+    motion = torch.randint(0, 1024, (2, 135), generator=torch.Generator().manual_seed(0))
+    ids = torch.tensor([1, 500, VIDEO_PLACEHOLDER, 600, 2])
+    with torch.no_grad():
+        out = prepare_understanding_inputs([ids], embed, [VideoSegment(keyframes, list(motion))], vocab)
+        serial = torch.cat([ids[:2], vocab.video(keyframes, motion), ids[3:]])
+        assert torch.equal(out["inputs_embeds"][0], embed(serial))
+        image = prepare_understanding_inputs([torch.tensor([IMAGE_PLACEHOLDER, 9])], embed, [ImageSegment(torch.tensor([5]))])
+        assert torch.equal(image["inputs_embeds"][0], embed(torch.tensor([32000, 32002 + 5, 32001, 9])))
+
+
+def test_labels_padding_and_positions(lm):
+    embed = lm.get_input_embeddings()
+    features = torch.randn(3, 16)
+    ids = [torch.tensor([1, IMAGE_PLACEHOLDER, 10, 11]), torch.tensor([1, 12])]
+    labels = [torch.tensor([IGNORE_INDEX, IGNORE_INDEX, 10, 11]), torch.tensor([1, 12])]
+    with torch.no_grad():
+        for side in ("right", "left"):
+            out = prepare_understanding_inputs(ids, embed, [ImageFeatures(features), None], labels=labels,
+                                               padding_side=side, pad_id=0)
+            assert out["inputs_embeds"].shape == (2, 1 + 5 + 2, 16)  # [IMG] 3 features [/IMG] = 5 positions
+            long = [IGNORE_INDEX] * 6 + [10, 11]
+            short = [1, 12] + [IGNORE_INDEX] * 6 if side == "right" else [IGNORE_INDEX] * 6 + [1, 12]
+            assert out["labels"].tolist() == [long, short]
+            mask = [1, 1] + [0] * 6 if side == "right" else [0] * 6 + [1, 1]
+            assert out["attention_mask"].tolist() == [[1] * 8, mask]
+            assert out["position_ids"].tolist() == [list(range(8)), [0, 1] + [0] * 6 if side == "right" else [0] * 6 + [0, 1]]
+            row = out["inputs_embeds"][0]
+            assert torch.equal(row[2:5], features) and torch.equal(row[1], embed.weight[32000])
+            pad_rows = out["inputs_embeds"][1, 2:] if side == "right" else out["inputs_embeds"][1, :6]
+            assert torch.equal(pad_rows, embed.weight[0].expand(6, -1))
+    # a (B, L) batch with an attention mask: padding dropped before splicing, same result
+    batch = torch.tensor([[0, 0, 1, 12]])
+    a = prepare_understanding_inputs(batch, embed, [None], attention_mask=torch.tensor([[0, 0, 1, 1]]))
+    assert torch.equal(a["inputs_embeds"], embed(torch.tensor([[1, 12]])))
+
+
+def test_bad_input_is_a_typed_error(lm):
+    embed = lm.get_input_embeddings()
+    image = ImageFeatures(torch.randn(2, 16))
+    video = VideoFeatures([torch.randn(2, 16)], torch.zeros(1, 135, dtype=torch.long))
+    with pytest.raises(UnderstandingInputError, match="1 media placeholders .* but 0 media"):
+        prepare_understanding_inputs([torch.tensor([1, IMAGE_PLACEHOLDER])], embed, [None])
+    with pytest.raises(UnderstandingInputError, match="0 media placeholders .* but 1 media"):
+        prepare_understanding_inputs([torch.tensor([1, 2])], embed, [image])
+    with pytest.raises(UnderstandingInputError, match="placeholder -200 .* VideoFeatures"):
+        prepare_understanding_inputs([torch.tensor([IMAGE_PLACEHOLDER])], embed, [video])
+    with pytest.raises(UnderstandingInputError, match=r"outside the vocabulary 0..49411.*\[49412, -5\]"):
+        prepare_understanding_inputs([torch.tensor([1, 49412, -5])], embed, [None])
+    bad_motion = VideoFeatures([torch.randn(2, 16)], torch.full((1, 135), 1024))
+    with pytest.raises(UnderstandingInputError, match=r"clip 0: motion code ids must be in 0..1023, got \[1024"):
+        prepare_understanding_inputs([torch.tensor([VIDEO_PLACEHOLDER])], embed, [bad_motion])
+    short = VideoFeatures([torch.randn(2, 16)], torch.zeros(1, 134, dtype=torch.long))
+    with pytest.raises(UnderstandingInputError, match="exactly 135 motion codes, got 134"):
+        prepare_understanding_inputs([torch.tensor([VIDEO_PLACEHOLDER])], embed, [short])
+    with pytest.raises(UnderstandingInputError, match=r"keyframe code ids must be in 0..16383, got \[16384\]"):
+        prepare_understanding_inputs([torch.tensor([IMAGE_PLACEHOLDER])], embed, [ImageSegment(torch.tensor([16384]))])
+    with pytest.raises(UnderstandingInputError, match=r"float \(n, 16\) tensor"):
+        prepare_understanding_inputs([torch.tensor([IMAGE_PLACEHOLDER])], embed, [ImageFeatures(torch.randn(2, 8))])
+    with pytest.raises(ContextLengthError, match="spliced sequence of 141 positions is longer than the context of 140"):
+        prepare_understanding_inputs([torch.tensor([VIDEO_PLACEHOLDER])], embed, [video], max_length=140)
