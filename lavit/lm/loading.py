@@ -147,7 +147,7 @@ def _load_folder(folder: Path, config, vocabulary, dtype, attn_implementation: s
     lm_config = (MultimodalLMConfig.from_llama_config(llama, **_vocabulary_fields(vocabulary)) if config is None
                  else _config_of(config, vocabulary))
     llama._attn_implementation = attn_implementation
-    model, info = LlamaForCausalLM.from_pretrained(folder, config=llama, local_files_only=True, output_loading_info=True,
+    model, info = LlamaForCausalLM.from_pretrained(folder, config=llama, local_files_only=True, output_loading_info=True, weights_only=True,
                                                    dtype=dtype if dtype is not None else "auto")
     unexpected = sorted(info.get("unexpected_keys") or [])
     skipped: dict[str, int] = {}

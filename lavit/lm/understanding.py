@@ -21,6 +21,7 @@ from typing import Literal, Sequence, Union
 import torch
 from torch import nn
 
+from lavit.lm.config import MultimodalLMConfig
 from lavit.lm.sequences import IGNORE_INDEX, ContextLengthError
 from lavit.lm.vocabulary import ImageSegment, MultimodalVocabulary, VideoSegment
 
@@ -141,11 +142,11 @@ def prepare_understanding_inputs(
     input_ids: torch.Tensor | Sequence[torch.Tensor | Sequence[int]],
     embed_tokens: nn.Module,
     media: Sequence[Media | Sequence[Media] | None],
-    vocab: MultimodalVocabulary | None = None,
+    vocab: MultimodalVocabulary | MultimodalLMConfig | None = None,
     labels: torch.Tensor | Sequence[torch.Tensor] | None = None,
     attention_mask: torch.Tensor | None = None,
     padding_side: Literal["right", "left"] = "right",
-    pad_id: int = 0,
+    pad_id: int | None = None,
     max_length: int | None = None,
 ) -> dict[str, torch.Tensor | None]:
     """Splice media into a batch of ids at their placeholders and pad -> the LM's ``inputs_embeds``.
@@ -157,10 +158,12 @@ def prepare_understanding_inputs(
         media: per sample ``None`` (text only), one medium, or a list of media matched to the placeholders in order.
             A medium is :class:`ImageFeatures` / :class:`VideoFeatures` (continuous keyframes, official) or
             ``ImageSegment`` / ``VideoSegment`` (keyframe code ids, the all-discrete variant).
-        vocab: the id layout (default: official 49412 ids).
+        vocab: the id layout (default: official 49412 ids), or a ``MultimodalLMConfig``: its vocabulary, and the
+            defaults of ``pad_id`` (``config.pad_id``) and ``max_length`` (``config.max_position_embeddings``).
         labels: per sample ``(L_b,)`` labels aligned with ``input_ids`` (or None); media positions get ``IGNORE_INDEX``.
         padding_side: ``"right"`` (training) or ``"left"`` (batched generation).
-        pad_id: the id whose embedding fills padded positions (``MultimodalLMConfig.pad_id``; official understanding: 0).
+        pad_id: the id whose embedding fills padded positions (default ``config.pad_id``, else 0 = official
+            understanding's unk).
         max_length: the context (``max_position_embeddings``); a longer spliced sequence is an error.
 
     Returns:
@@ -174,7 +177,12 @@ def prepare_understanding_inputs(
             outside their codebook, features not of the LM's hidden size.
         ContextLengthError: a spliced sequence longer than ``max_length``.
     """
+    if isinstance(vocab, MultimodalLMConfig):
+        pad_id = vocab.pad_id if pad_id is None else pad_id
+        max_length = vocab.max_position_embeddings if max_length is None else max_length
+        vocab = vocab.vocabulary
     vocab = vocab or MultimodalVocabulary()
+    pad_id = 0 if pad_id is None else pad_id
     if padding_side not in ("right", "left"):
         raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
     rows = _rows(input_ids, attention_mask)

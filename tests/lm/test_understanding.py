@@ -160,3 +160,20 @@ def test_bad_input_is_a_typed_error(lm):
         prepare_understanding_inputs([torch.tensor([IMAGE_PLACEHOLDER])], embed, [ImageFeatures(torch.randn(2, 8))])
     with pytest.raises(ContextLengthError, match="spliced sequence of 141 positions is longer than the context of 140"):
         prepare_understanding_inputs([torch.tensor([VIDEO_PLACEHOLDER])], embed, [video], max_length=140)
+
+
+def test_left_padded_batch_generates_what_each_sample_does_alone(parity, keyframe_tokenizer, lm):
+    # Batched generation: video and image in one left-padded batch (the config gives pad_id 0 and the context).
+    tensors, _ = parity
+    config = MultimodalLMConfig.from_name("tiny")
+    with torch.no_grad():
+        out = prepare_understanding_inputs([tensors["io.video.input_ids"], tensors["io.image.input_ids"]],
+                                           lm.get_input_embeddings(),
+                                           [_media(t, tensors, keyframe_tokenizer) for t in ("video", "image")],
+                                           config, padding_side="left")
+        assert out["attention_mask"].sum(1).tolist() == [307, 17]
+        new = lm.generate(inputs_embeds=out["inputs_embeds"], attention_mask=out["attention_mask"], do_sample=False,
+                          min_new_tokens=2, max_new_tokens=5, suppress_tokens=list(range(32000, 49412)), eos_token_id=2,
+                          pad_token_id=0)
+    for row, tag in zip(new.tolist(), ("video", "image")):
+        assert row == tensors[f"io.{tag}.output_ids"][len(tensors[f"io.{tag}.input_ids"]):].tolist()
