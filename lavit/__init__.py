@@ -36,3 +36,12 @@ def load_keyframe_tokenizer(source=None, config=None, **kwargs):
     from lavit.tokenizers.keyframe_loading import load_keyframe_tokenizer as load
 
     return load(source, config, **kwargs)
+
+
+def load_multimodal_lm(source, config=None, **vocabulary):
+    """A transformers ``LlamaForCausalLM`` (eval mode) with the multimodal vocabulary from a Hugging Face Llama folder
+    (official language_model / language_model_sft, or Llama-2-7B with its embeddings resized), a .safetensors state
+    dict or a MultimodalLM checkpoint; see ``lavit.lm.loading.load_multimodal_lm``."""
+    from lavit.lm.loading import load_multimodal_lm as load
+
+    return load(source, config, **vocabulary)
