@@ -1,10 +1,24 @@
 """The multimodal LM: a transformers Llama over text, keyframe codes and motion codes (no Lightning import)."""
 
 from lavit.lm.config import MULTIMODAL_LM_CONFIGS, MultimodalLMConfig
+from lavit.lm.conversation import (Conversation, ConversationError, build_prompt, encode_conversation, postprocess_answer,
+                                   read_conversations)
+from lavit.lm.placeholders import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER
+from lavit.lm.text_tokenizer import load_text_tokenizer, train_text_tokenizer
 from lavit.lm.vocabulary import (ImageSegment, MultimodalVocabulary, Segment, SequenceGrammarError, TextSegment,
                                  VideoSegment)
 
 __all__ = [
+    "Conversation",
+    "ConversationError",
+    "IMAGE_PLACEHOLDER",
+    "VIDEO_PLACEHOLDER",
+    "build_prompt",
+    "encode_conversation",
+    "load_text_tokenizer",
+    "postprocess_answer",
+    "read_conversations",
+    "train_text_tokenizer",
     "MULTIMODAL_LM_CONFIGS",
     "ImageSegment",
     "MultimodalLMConfig",
