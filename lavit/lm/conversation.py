@@ -60,6 +60,10 @@ class MediaPathError(ConversationError):
     """A record whose media entry is empty or not a path."""
 
 
+class NoConversationsError(ConversationError):
+    """A conversation file without records."""
+
+
 class MediaNotFoundError(FileNotFoundError):
     """A record's image or video file does not exist (names the record and the resolved path)."""
 
@@ -151,8 +155,9 @@ def read_conversations(path: str | os.PathLike, media_root: str | os.PathLike | 
 
     Raises:
         FileNotFoundError: no such file. ConversationError (TurnOrderError, PlaceholderError, MediaPathError): a bad
-            record, named. MediaNotFoundError: with ``check_media``, a media file that does not exist.
-        ValueError: not JSON, not a list of records, or no record.
+            record, named; NoConversationsError: no record. MediaNotFoundError: with ``check_media``, a media file
+            that does not exist.
+        ValueError: not JSON or not a list of records.
     """
     path = Path(path)
     if not path.is_file():
@@ -165,7 +170,7 @@ def read_conversations(path: str | os.PathLike, media_root: str | os.PathLike | 
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise ValueError(f"{path}: expected a list of conversation records (JSON objects)")
     if not records:
-        raise ValueError(f"{path}: no conversation records")
+        raise NoConversationsError(f"{path}: no conversation records")
     root = Path(media_root) if media_root is not None else path.parent
     conversations = [_record(r, i, path, root) for i, r in enumerate(records)]
     if check_media:

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from lavit.lm.conversation import (SEP2, SYSTEM, Conversation, MediaNotFoundError, MediaPathError, PlaceholderError,
-                                   TurnOrderError, build_prompt, encode_conversation, postprocess_answer,
-                                   read_conversations, render, tokenize_prompt)
+from lavit.lm.conversation import (SEP2, SYSTEM, Conversation, MediaNotFoundError, MediaPathError, NoConversationsError,
+                                   PlaceholderError, TurnOrderError, build_prompt, encode_conversation,
+                                   postprocess_answer, read_conversations, render, tokenize_prompt)
 from lavit.lm.placeholders import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER
 from lavit.lm.sequences import IGNORE_INDEX
 from lavit.lm.text_tokenizer import train_text_tokenizer
@@ -131,5 +131,5 @@ def test_missing_media_file_and_bad_files(tmp_path):
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(ValueError, match="not valid JSON"):
         read_conversations(tmp_path / "broken.json")
-    with pytest.raises(ValueError, match="no conversation records"):
+    with pytest.raises(NoConversationsError, match="no conversation records"):
         read_conversations(write(tmp_path, []))
