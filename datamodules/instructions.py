@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -121,7 +121,7 @@ class InstructionDataModule(SkippedVideos):
     def __init__(
         self,
         train: str,
-        tokenizer,
+        tokenizer: Any,  # a folder path (CLI) or a loaded tokenizer
         val: str | None = None,
         test: str | None = None,
         media_root: str | None = None,

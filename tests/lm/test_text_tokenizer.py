@@ -43,7 +43,8 @@ def test_captions_and_unseen_text_round_trip(tokenizer_dir, captions):
 
 def test_deterministic(tmp_path, captions, tokenizer_dir):
     train_text_tokenizer(captions, tmp_path, vocab_size=400)
-    assert (tmp_path / "tokenizer.json").read_bytes() == (tokenizer_dir / "tokenizer.json").read_bytes()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        assert (tmp_path / name).read_bytes() == (tokenizer_dir / name).read_bytes()
 
 
 def test_extend_with_media_ids_on_the_layout(tokenizer_dir):
