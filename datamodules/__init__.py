@@ -2,6 +2,7 @@
 
 from datamodules.image_text import ImageDataset, ImageRecord, ImageTextDataModule, collate_images, read_image_manifest
 from datamodules.clip_dataset import EpochSampler, VideoClipDataset, collate_clips
+from datamodules.instructions import InstructionDataModule
 from datamodules.manifest import VideoRecord, read_manifest
 from datamodules.streaming import StreamingClipDataModule, collate_streamed
 from datamodules.video_folder import VideoFolderDataModule
@@ -12,6 +13,7 @@ __all__ = [
     "ImageDataset",
     "ImageRecord",
     "ImageTextDataModule",
+    "InstructionDataModule",
     "StreamingClipDataModule",
     "VideoClipDataset",
     "VideoFolderDataModule",

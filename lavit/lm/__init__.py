@@ -1,21 +1,20 @@
 """The multimodal LM: a transformers Llama over text, keyframe codes and motion codes (no Lightning import)."""
 
 from lavit.lm.config import MULTIMODAL_LM_CONFIGS, MultimodalLMConfig
+from lavit.lm.conversation import (Conversation, ConversationError, build_prompt, encode_conversation, postprocess_answer,
+                                   read_conversations)
 from lavit.lm.loading import load_multimodal_lm, save_multimodal_lm
-from lavit.lm.understanding import (IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, ImageFeatures, UnderstandingInputError,
-                                    VideoFeatures, prepare_understanding_inputs)
+from lavit.lm.placeholders import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER
+from lavit.lm.text_tokenizer import load_text_tokenizer, train_text_tokenizer
+from lavit.lm.understanding import ImageFeatures, UnderstandingInputError, VideoFeatures, prepare_understanding_inputs
 from lavit.lm.vocabulary import (ImageSegment, MultimodalVocabulary, Segment, SequenceGrammarError, TextSegment,
                                  VideoSegment)
 
 __all__ = [
+    "Conversation",
+    "ConversationError",
     "IMAGE_PLACEHOLDER",
     "ImageFeatures",
-    "UnderstandingInputError",
-    "VIDEO_PLACEHOLDER",
-    "VideoFeatures",
-    "load_multimodal_lm",
-    "prepare_understanding_inputs",
-    "save_multimodal_lm",
     "MULTIMODAL_LM_CONFIGS",
     "ImageSegment",
     "MultimodalLMConfig",
@@ -23,5 +22,17 @@ __all__ = [
     "Segment",
     "SequenceGrammarError",
     "TextSegment",
+    "UnderstandingInputError",
+    "VIDEO_PLACEHOLDER",
+    "VideoFeatures",
     "VideoSegment",
+    "build_prompt",
+    "encode_conversation",
+    "load_multimodal_lm",
+    "load_text_tokenizer",
+    "postprocess_answer",
+    "prepare_understanding_inputs",
+    "read_conversations",
+    "save_multimodal_lm",
+    "train_text_tokenizer",
 ]

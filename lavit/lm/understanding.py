@@ -22,11 +22,10 @@ import torch
 from torch import nn
 
 from lavit.lm.config import MultimodalLMConfig
+from lavit.lm.placeholders import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER
 from lavit.lm.sequences import IGNORE_INDEX, ContextLengthError
 from lavit.lm.vocabulary import ImageSegment, MultimodalVocabulary, VideoSegment
 
-IMAGE_PLACEHOLDER = -200
-VIDEO_PLACEHOLDER = -201
 
 
 class UnderstandingInputError(ValueError):
