@@ -43,7 +43,14 @@ class MultimodalLM(pl.LightningModule):
         val_generate: captions of the validation prompts to generate a video for at each validation (0 = none). With a
             ``motion_tokenizer`` the generated motion is decoded and compared with the caption's camera pan
             (``val/pan_agreement``, the share whose mean horizontal motion has the caption's sign).
-        motion_tokenizer: a motion tokenizer checkpoint (``lavit.load_motion_tokenizer``) for that check.
+        motion_tokenizer: a motion tokenizer checkpoint (``lavit.load_motion_tokenizer``): decodes generated motion for
+            that check, and tokenizes the motion of stage-3 videos.
+        keyframe_tokenizer: a keyframe tokenizer checkpoint (``lavit.load_keyframe_tokenizer``): stage 3's keyframes
+            enter as its continuous ``encode_features`` (official understanding input; frozen here).
+
+    Stage-3 batches (``InstructionDataModule``) also hold ``"media"``: per sample None, ``{"kind": "image", "keyframe":
+    (3, S, S)}`` or ``{"kind": "video", "keyframes": (N, 3, S, S), "motion": (N, 2, 24, H, W)}``; they are spliced in at
+    the ``<image>`` / ``<video>`` placeholders (``lavit.lm.prepare_understanding_inputs``).
     """
 
     def __init__(
@@ -73,6 +80,7 @@ class MultimodalLM(pl.LightningModule):
         max_keyframe_tokens: int = 200,
         val_generate: int = 0,
         motion_tokenizer: str | None = None,
+        keyframe_tokenizer: str | None = None,
     ):
         super().__init__()
         if stage not in ("pretrain", "instruct"):
@@ -106,6 +114,7 @@ class MultimodalLM(pl.LightningModule):
             for p in self._embedding_weights():
                 p.register_hook(self._keep_text_rows)
         self._motion_tokenizer = None
+        self._keyframe_tokenizer = None
 
     # ---- what trains -------------------------------------------------------------------------------
     def _embedding_weights(self) -> list[torch.nn.Parameter]:
@@ -154,13 +163,16 @@ class MultimodalLM(pl.LightningModule):
 
             raise ContextLengthError(f"a batch of {ids.shape[1]} tokens is longer than the context of "
                                      f"{self.config.max_position_embeddings}")
-        if "inputs_embeds" in batch:
-            logits = self.lm(inputs_embeds=batch["inputs_embeds"], attention_mask=batch.get("attention_mask"), use_cache=False).logits
+        if batch.get("media") is not None and any(m is not None for m in batch["media"]):
+            spliced = self.understanding_inputs(batch)
+            labels = spliced["labels"]
+            logits = self.lm(inputs_embeds=spliced["inputs_embeds"], attention_mask=spliced["attention_mask"],
+                             position_ids=spliced["position_ids"], use_cache=False).logits
         else:
             self.vocab.check_ids(ids[batch["attention_mask"].bool()] if "attention_mask" in batch else ids, "input ids")
             logits = self(ids, batch.get("attention_mask"))
         out = next_token_loss(logits, labels, self.vocab)
-        n = ids.shape[0]
+        n = logits.shape[0]
         self.log(f"{split}/loss", out.loss, prog_bar=True, batch_size=n, sync_dist=split != "train")
         for name in MODALITIES:
             if out.counts[name]:
@@ -175,6 +187,39 @@ class MultimodalLM(pl.LightningModule):
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._step(batch, "test")
+
+    def keyframe_tokenizer(self):
+        """The frozen keyframe tokenizer of ``keyframe_tokenizer`` (loaded once), or None."""
+        if self._keyframe_tokenizer is None and self.hparams.keyframe_tokenizer:
+            from lavit import load_keyframe_tokenizer
+
+            self._keyframe_tokenizer = load_keyframe_tokenizer(self.hparams.keyframe_tokenizer).eval().requires_grad_(False)
+        return self._keyframe_tokenizer
+
+    @torch.no_grad()
+    def _media_features(self, media: dict | None):
+        from lavit.lm.understanding import ImageFeatures, VideoFeatures
+
+        if media is None:
+            return None
+        keyframes, motion = self.keyframe_tokenizer(), self.motion_tokenizer()
+        if keyframes is None or (media["kind"] == "video" and motion is None):
+            need = "keyframe_tokenizer" if keyframes is None else "motion_tokenizer"
+            raise ValueError(f"a batch with {media['kind']} media needs the {need} checkpoint (MultimodalLM({need}=...))")
+        keyframes.to(self.device)
+        if media["kind"] == "image":
+            return ImageFeatures(keyframes.encode_features(media["keyframe"][None].to(self.device))[0])
+        motion.to(self.device)
+        ids = motion.tokenize(media["motion"].to(self.device))
+        return VideoFeatures(keyframes.encode_features(media["keyframes"].to(self.device)), ids)
+
+    def understanding_inputs(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Stage-3 batch -> ``inputs_embeds`` / ``attention_mask`` / ``labels`` / ``position_ids`` (media spliced)."""
+        from lavit.lm.understanding import prepare_understanding_inputs
+
+        media = [self._media_features(m) for m in batch["media"]]
+        return prepare_understanding_inputs(batch["input_ids"], self.lm.get_input_embeddings(), media, self.config,
+                                            labels=batch["labels"], attention_mask=batch["attention_mask"])
 
     # ---- generation --------------------------------------------------------------------------------
     def generate_videos(self, prompts: Sequence[torch.Tensor], seed: int | None = None):

@@ -69,14 +69,15 @@ class MultimodalLMConfig(PresetConfig):
         (e.g. ``attn_implementation="sdpa"``)."""
         from transformers import LlamaConfig
 
-        return LlamaConfig(
+        values = dict(
             vocab_size=self.vocab_size, hidden_size=self.hidden_size, intermediate_size=self.intermediate_size,
             num_hidden_layers=self.num_hidden_layers, num_attention_heads=self.num_attention_heads,
             num_key_value_heads=self.num_key_value_heads or self.num_attention_heads,
             max_position_embeddings=self.max_position_embeddings, rms_norm_eps=self.rms_norm_eps, rope_theta=self.rope_theta,
             tie_word_embeddings=self.tie_word_embeddings, initializer_range=self.initializer_range,
-            bos_token_id=self.bos_id, eos_token_id=self.eos_id, pad_token_id=self.pad_id, **overrides,
+            bos_token_id=self.bos_id, eos_token_id=self.eos_id, pad_token_id=self.pad_id,
         )
+        return LlamaConfig(**{**values, **overrides})
 
     @classmethod
     def from_llama_config(cls, llama, **vocabulary: Any) -> "MultimodalLMConfig":
