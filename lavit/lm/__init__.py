@@ -1,6 +1,7 @@
 """The multimodal LM: a transformers Llama over text, keyframe codes and motion codes (no Lightning import)."""
 
 from lavit.lm.config import MULTIMODAL_LM_CONFIGS, MultimodalLMConfig
+from lavit.lm.motion_direction import caption_pan_direction, motion_horizontal_sign, pan_direction_agreement
 from lavit.lm.vocabulary import (ImageSegment, MultimodalVocabulary, Segment, SequenceGrammarError, TextSegment,
                                  VideoSegment)
 
@@ -13,4 +14,7 @@ __all__ = [
     "SequenceGrammarError",
     "TextSegment",
     "VideoSegment",
+    "caption_pan_direction",
+    "motion_horizontal_sign",
+    "pan_direction_agreement",
 ]
