@@ -3,6 +3,7 @@
 from datamodules.image_text import ImageDataset, ImageRecord, ImageTextDataModule, collate_images, read_image_manifest
 from datamodules.clip_dataset import EpochSampler, VideoClipDataset, collate_clips
 from datamodules.manifest import VideoRecord, read_manifest
+from datamodules.multimodal_tokens import MultimodalTokenDataModule, NoTrainingSamplesError
 from datamodules.streaming import StreamingClipDataModule, collate_streamed
 from datamodules.video_folder import VideoFolderDataModule
 from datamodules.video_text import VideoTextDataModule
@@ -12,6 +13,8 @@ __all__ = [
     "ImageDataset",
     "ImageRecord",
     "ImageTextDataModule",
+    "MultimodalTokenDataModule",
+    "NoTrainingSamplesError",
     "StreamingClipDataModule",
     "VideoClipDataset",
     "VideoFolderDataModule",
