@@ -15,6 +15,9 @@ from lavit.lm import MultimodalLMConfig
 from lavit.lm.sequences import IGNORE_INDEX
 from tests.lm.tokenizer_fixtures import DEMO, lm_assets  # noqa: F401  (session fixture)
 
+# the session fixture renders 96 demo videos and trains the motion tokenizer (~75 s once)
+pytestmark = pytest.mark.slow
+
 
 def make(assets, **kwargs):
     args = dict(motion_tokenizer=assets["motion_tokenizer"], keyframe_tokenizer=assets["keyframe_tokenizer"],

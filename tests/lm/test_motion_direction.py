@@ -45,16 +45,19 @@ def test_motion_horizontal_sign_shapes_and_errors():
         motion_horizontal_sign(torch.zeros(2, 3, 4, 2, 2))
 
 
+@pytest.mark.slow  # the session fixture: demo rendering + motion tokenizer training (~75 s once)
 def test_true_motion_agrees_with_the_captions(lm_assets):
     agree, total = pan_direction_agreement(lm_assets["captions"], lm_assets["motion"])
     print(f"true motion: {agree}/{total} agree")
     assert total >= 50 and agree / total >= 0.95
 
 
+@pytest.mark.slow
 def test_tokenized_motion_keeps_the_pan_direction(lm_assets):
     tokenizer = lavit.load_motion_tokenizer(lm_assets["motion_tokenizer"])
     motion = lm_assets["motion"]
     rec = tokenizer.detokenize(tokenizer.tokenize(motion))
     agree, total = pan_direction_agreement(lm_assets["captions"], rec)
     print(f"tokenize -> detokenize: {agree}/{total} agree (trained {lm_assets['train_seconds']:.1f} s)")
+    # measured 73/74 after the fixture's 100 CPU steps (~57 s on a shared core); chance is ~50%
     assert agree / total >= 0.9
