@@ -284,7 +284,8 @@ class MultimodalTokenDataModule(SkippedVideos):
         return folder / f"tokens_{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
 
     def _read_shards(self, folders: Sequence[str]) -> tuple[list[TokenizedVideo], list[tuple[str, torch.Tensor]]]:
-        """Clips of token shards grouped per video (clip order), and the text-corpus documents."""
+        """Clips of token shards grouped per video (in shard order), and the text-corpus documents (untested: no
+        token-shard fixture yet)."""
         from litdata import StreamingDataset
 
         from datamodules.streaming import DecodeClip, read_shard_options
@@ -295,8 +296,7 @@ class MultimodalTokenDataModule(SkippedVideos):
             options = read_shard_options(folder)
             if options.stage != "tokens":
                 raise ValueError(f"{folder}: shards of stage {options.stage!r}, the LM reads `lavit preprocess --stage tokens` ones")
-            dataset = StreamingDataset(folder if "://" in folder else f"local:{Path(folder).resolve()}", shuffle=False,
-                                       transform=DecodeClip(options))
+            dataset = StreamingDataset(folder, shuffle=False, transform=DecodeClip(options))  # as StreamingClipDataModule
             for i in range(len(dataset)):
                 s = dataset[i]
                 if "text_ids" in s:
