@@ -4,6 +4,7 @@ from datamodules.image_text import ImageDataset, ImageRecord, ImageTextDataModul
 from datamodules.clip_dataset import EpochSampler, VideoClipDataset, collate_clips
 from datamodules.instructions import InstructionDataModule
 from datamodules.manifest import VideoRecord, read_manifest
+from datamodules.multimodal_tokens import MultimodalTokenDataModule, NoTrainingSamplesError
 from datamodules.streaming import StreamingClipDataModule, collate_streamed
 from datamodules.video_folder import VideoFolderDataModule
 from datamodules.video_text import VideoTextDataModule
@@ -14,6 +15,8 @@ __all__ = [
     "ImageRecord",
     "ImageTextDataModule",
     "InstructionDataModule",
+    "MultimodalTokenDataModule",
+    "NoTrainingSamplesError",
     "StreamingClipDataModule",
     "VideoClipDataset",
     "VideoFolderDataModule",

@@ -7,6 +7,7 @@ from lavit.lm.loading import load_multimodal_lm, save_multimodal_lm
 from lavit.lm.placeholders import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER
 from lavit.lm.text_tokenizer import load_text_tokenizer, train_text_tokenizer
 from lavit.lm.understanding import ImageFeatures, UnderstandingInputError, VideoFeatures, prepare_understanding_inputs
+from lavit.lm.motion_direction import caption_pan_direction, motion_horizontal_sign, pan_direction_agreement
 from lavit.lm.vocabulary import (ImageSegment, MultimodalVocabulary, Segment, SequenceGrammarError, TextSegment,
                                  VideoSegment)
 
@@ -35,4 +36,7 @@ __all__ = [
     "read_conversations",
     "save_multimodal_lm",
     "train_text_tokenizer",
+    "caption_pan_direction",
+    "motion_horizontal_sign",
+    "pan_direction_agreement",
 ]
