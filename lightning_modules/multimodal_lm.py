@@ -38,8 +38,9 @@ class MultimodalLM(pl.LightningModule):
         lr, weight_decay, betas, warmup_steps, min_lr_ratio: AdamW with linear warm-up and cosine decay.
         gradient_checkpointing: recompute each decoder layer in the backward pass (transformers' checkpointing).
         attn_implementation: "sdpa" (default), "eager" or "flash_attention_2".
-        keyframe_guidance, motion_guidance, num_clips, top_k, temperature, motion_greedy, min_keyframe_tokens,
-            max_keyframe_tokens: generation in ``predict`` and in the validation's generation check.
+        keyframe_guidance, motion_guidance, unconditional, num_clips, top_k, temperature, motion_greedy,
+            min_keyframe_tokens, max_keyframe_tokens: generation in ``predict`` and in the validation's generation check
+            (``lavit.lm.generation.generate_video``).
         val_generate: captions of the validation prompts to generate a video for at each validation (0 = none). With a
             ``motion_tokenizer`` the generated motion is decoded and compared with the caption's camera pan
             (``val/pan_agreement``, the share whose mean horizontal motion has the caption's sign).
@@ -72,6 +73,7 @@ class MultimodalLM(pl.LightningModule):
         attn_implementation: str = "sdpa",
         keyframe_guidance: float = 4.0,
         motion_guidance: float = 7.0,
+        unconditional: Literal["start", "empty_prompt"] = "start",
         num_clips: int = 1,
         top_k: int = 50,
         temperature: float = 1.0,
@@ -231,20 +233,39 @@ class MultimodalLM(pl.LightningModule):
         self.lm.eval()
         try:
             return generate_video(self.lm, self.vocab, prompts, num_clips=h.num_clips, keyframe_guidance=h.keyframe_guidance,
-                                  motion_guidance=h.motion_guidance, keyframe_sampling=keyframe, motion_sampling=motion,
+                                  motion_guidance=h.motion_guidance, unconditional=h.unconditional,
+                                  keyframe_sampling=keyframe, motion_sampling=motion,
                                   min_keyframe_tokens=h.min_keyframe_tokens, max_keyframe_tokens=h.max_keyframe_tokens, seed=seed)
         finally:
             self.lm.train(was_training)
 
+    @staticmethod
+    def prompt_rows(batch: dict[str, Any]) -> list[torch.Tensor]:
+        """A prompts batch -> per row its ids: ``"prompt_ids"`` (a list) or the unpadded rows of ``"input_ids"``
+        (``MultimodalTokenDataModule``'s predict loader: ``[bos] caption``, left-padded)."""
+        if "prompt_ids" in batch:
+            return list(batch["prompt_ids"])
+        ids, mask = batch["input_ids"], batch.get("attention_mask")
+        return [row[m.bool()] if mask is not None else row for row, m in zip(ids, mask if mask is not None else ids)]
+
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
-        """``{"prompt_ids": [(L_i,)], "caption": [str], ...}`` -> one record per prompt: its caption / id and the
-        generated ``keyframe_ids`` (per clip) and ``motion_ids`` (per clip) code lists."""
-        videos = self.generate_videos(batch["prompt_ids"], seed=batch_idx)
+        """A prompts batch (:meth:`prompt_rows`, plus ``"caption"`` / ``"video_id"`` lists) -> one record per prompt:
+        its caption / id and the generated ``keyframe_ids`` and ``motion_ids`` code lists (one per clip); with a
+        ``motion_tokenizer`` and a caption that names a camera pan, also ``pan_agrees``."""
+        prompts = self.prompt_rows(batch)
+        videos = self.generate_videos(prompts, seed=batch_idx)
+        signs = self._motion_signs(videos) if self.hparams.motion_tokenizer else None
         records = []
         for i, video in enumerate(videos):
             record = {key: batch[key][i] for key in ("caption", "video_id") if key in batch}
             record["keyframe_ids"] = [k.tolist() for k in video.keyframes]
             record["motion_ids"] = [m.tolist() for m in video.motion]
+            if signs is not None and "caption" in batch:
+                from lavit.lm.motion_direction import caption_pan_direction
+
+                wanted = caption_pan_direction(batch["caption"][i])
+                if wanted is not None:
+                    record["pan_agrees"] = int(signs[i]) == wanted
             records.append(record)
         return records
 
@@ -256,34 +277,42 @@ class MultimodalLM(pl.LightningModule):
             self._motion_tokenizer = load_motion_tokenizer(self.hparams.motion_tokenizer).eval()
         return self._motion_tokenizer
 
-    def pan_agreement(self, prompts: Sequence[torch.Tensor], captions: Sequence[str], seed: int = 0) -> tuple[float, int]:
-        """Generate a video per caption, decode its motion, and return (share whose mean horizontal motion has the
-        caption's camera-pan sign, number of captions with a horizontal pan)."""
-        from lavit.lm.motion_direction import caption_pan_direction, motion_horizontal_sign
+    def _motion_signs(self, videos) -> torch.Tensor:
+        """Sign of the mean horizontal motion of each video's first clip, decoded by the motion tokenizer."""
+        from lavit.lm.motion_direction import motion_horizontal_sign
 
-        tokenizer = self.motion_tokenizer()
-        if tokenizer is None:
+        tokenizer = self.motion_tokenizer().to(self.device)
+        codes = torch.stack([v.motion[0] for v in videos]).to(self.device)
+        with torch.no_grad():
+            return motion_horizontal_sign(tokenizer.detokenize(codes)).cpu()
+
+    def pan_agreement(self, prompts: Sequence[torch.Tensor], captions: Sequence[str], seed: int = 0) -> tuple[float, int]:
+        """Generate a video per caption that names a horizontal camera pan, decode its motion, and return (the share
+        whose mean horizontal motion has the caption's sign, how many such captions)."""
+        from lavit.lm.motion_direction import caption_pan_direction
+
+        if self.motion_tokenizer() is None:
             raise ValueError("pan_agreement needs motion_tokenizer (a motion tokenizer checkpoint) to decode motion")
         wanted = [caption_pan_direction(c) for c in captions]
         keep = [i for i, w in enumerate(wanted) if w is not None]
         if not keep:
             return float("nan"), 0
-        videos = self.generate_videos([prompts[i] for i in keep], seed=seed)
-        codes = torch.stack([v.motion[0] for v in videos]).to(self.device)
-        tokenizer.to(self.device)
-        with torch.no_grad():
-            motion = tokenizer.detokenize(codes)
-        signs = motion_horizontal_sign(motion)
+        signs = self._motion_signs(self.generate_videos([prompts[i] for i in keep], seed=seed))
         hits = sum(int(s) == wanted[i] for s, i in zip(signs.tolist(), keep))
         return hits / len(keep), len(keep)
 
     def on_validation_epoch_end(self) -> None:
         n = self.hparams.val_generate
-        prompts = getattr(getattr(self.trainer, "datamodule", None), "generation_prompts", None)
-        if not n or prompts is None or self.trainer.sanity_checking:
+        loader = getattr(getattr(self.trainer, "datamodule", None), "prompts_dataloader", None)
+        if not n or loader is None or self.trainer.sanity_checking:
             return
-        items = prompts("val")[:n]
-        agreement, count = self.pan_agreement([p["prompt_ids"] for p in items], [p["caption"] for p in items])
+        prompts, captions = [], []
+        for batch in loader():
+            prompts += self.prompt_rows(batch)
+            captions += batch["caption"]
+            if len(prompts) >= n:
+                break
+        agreement, count = self.pan_agreement(prompts[:n], captions[:n])
         if count:
             self.log("val/pan_agreement", agreement, batch_size=count)
 

@@ -134,7 +134,8 @@ def generate_video(
         prompts: per row the prompt ids ``(L_i,)`` (official text-to-video: the caption's ids, no BOS).
         keyframe_guidance, motion_guidance: LM guidance scales of the two stages (official 4.0 / 7.0; 1 = none).
         unconditional: the guidance's unconditional branch: "start" = the lone [IMG] / [MOV] (official), "empty_prompt"
-            = the row with its prompt removed (previous clips kept) + the start id.
+            = the row with its prompt removed (a leading bos and the previous clips kept) + the start id: what a
+            media-first training sample looks like, so the LM has learnt that distribution.
         keyframe_sampling, motion_sampling: decoding of each stage (official text-to-video: motion greedy).
         min_keyframe_tokens, max_keyframe_tokens: bounds of the keyframe code count.
         seed: seeds ``torch.manual_seed`` before generating (sampling then repeats exactly).
@@ -161,8 +162,9 @@ def generate_video(
         ):
             rows = [torch.cat([r, r.new_tensor([start])]) for r in rows]
             uncond = None
-            if unconditional == "empty_prompt":
-                uncond = [r[len(p):] for r, p in zip(rows, prompts)]
+            if unconditional == "empty_prompt":  # a leading bos stays: media-first training samples start so
+                uncond = [torch.cat([p[:1], r[len(p):]]) if len(p) and int(p[0]) == v.bos_id else r[len(p):]
+                          for r, p in zip(rows, prompts)]
             elif unconditional != "start":
                 raise ValueError(f"unconditional must be 'start' or 'empty_prompt', got {unconditional!r}")
             max_new = max_keyframe_tokens + 1 if kind == "keyframe" else v.motion_tokens_per_clip + 1

@@ -24,8 +24,9 @@ def train_text_tokenizer(texts: Iterable[str], out_dir: str | os.PathLike, vocab
     """Train a byte-level BPE on ``texts`` and save it as a ``transformers`` tokenizer folder (``tokenizer.json`` +
     ``tokenizer_config.json``) in ``out_dir``; returns the loaded ``PreTrainedTokenizerFast``.
 
-    ``len(tokenizer)`` is at most ``vocab_size`` (fewer when the texts hold fewer merges): the ``text_size`` of the
-    ``MultimodalVocabulary``. The same texts in the same order always give the same ``tokenizer.json``.
+    ``len(tokenizer)`` is exactly ``vocab_size``: when the texts hold fewer merges, the rest are unused special tokens
+    ``<unused_k>`` (so a config can state the LM's ``text_size`` before the tokenizer exists). The same texts in the same
+    order always give the same ``tokenizer.json``.
 
     Raises:
         ValueError: ``vocab_size`` below 3 specials + 256 bytes, or no text.
@@ -46,6 +47,8 @@ def train_text_tokenizer(texts: Iterable[str], out_dir: str | os.PathLike, vocab
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(SPECIAL_TOKENS),
                                   initial_alphabet=alphabet, show_progress=False)
     tok.train_from_iterator(texts, trainer=trainer)
+    if tok.get_vocab_size() < vocab_size:
+        tok.add_special_tokens([f"<unused_{i}>" for i in range(vocab_size - tok.get_vocab_size())])
     bos = tok.token_to_id("<s>")
     # Llama's convention: <s> before each encoded text (tokenizer(text)), nothing after
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)])

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from lightning.pytorch.callbacks import ModelCheckpoint
 import torch
 
 import lavit
@@ -118,8 +119,12 @@ def test_demo_training_learns(tmp_path):
     args = ["-c", str(DEMO), f"--data.init_args.demo_root={tmp_path / 'demo'}", f"--trainer.default_root_dir={tmp_path}",
             "--trainer.enable_progress_bar=false", "--trainer.logger=false", "--trainer.check_val_every_n_epoch=1000"]
     cli = lightning_cli(args, run=False)
+    for callback in cli.trainer.callbacks:
+        if isinstance(callback, ModelCheckpoint):
+            callback.dirpath = str(tmp_path)
     (before,) = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
     usage = float(cli.trainer.callback_metrics["train/epoch_usage"])
     (after,) = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)
     target = cli.model.hparams.target_ratio
