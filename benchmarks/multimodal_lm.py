@@ -27,8 +27,9 @@ visual codes, 1,024 motion codes; 135 motion codes per clip). Rows:
                 prompts, guidance processor and sampling (top-k 50), with NO constraint processor and eos off (the
                 grammar run is given min = max keyframe codes, so both produce exactly the same number of ids);
                 "vs none" = tokens/s over the none row. Sampling is seeded identically for both.
-  grammar cost  the processor alone: ``MediaGrammarLogitsProcessor.__call__`` timed on the (input_ids, scores) shapes
-                recorded from that generation (every step's ids, scores (B, V) float32), summed over the steps, as a
+  grammar cost  the processor alone: ``MediaGrammarLogitsProcessor.__call__`` timed on every decoding step of that
+                generation (input_ids = the grammar run's rows up to the step, scores (B, V) float32 ~ N(0, 1); the
+                script checks each step allows the id generated there), summed over the steps, as a
                 share of the ``none`` row's seconds per call. The line "constraint overhead" prints it with the
                 end-to-end grammar / none - 1 (seconds per call) and says whether the processor is within the 5% budget (decided on the
                 direct measurement; the end-to-end difference is within run-to-run noise on a shared CPU).
@@ -58,7 +59,7 @@ from dataclasses import dataclass
 from harness import SLOW_CALL_S, autocast, machine_line, measure, peak_memory, print_table, ratio
 
 import torch  # noqa: E402
-from transformers import GenerationConfig, LlamaForCausalLM, LogitsProcessor, LogitsProcessorList  # noqa: E402
+from transformers import GenerationConfig, LlamaForCausalLM, LogitsProcessorList  # noqa: E402
 
 from lavit.lm.config import MultimodalLMConfig  # noqa: E402
 from lavit.lm.generation import SamplingSettings, generate_video, left_pad  # noqa: E402
@@ -159,19 +160,22 @@ def train_rows(config: MultimodalLMConfig, name: str, batch: int, length: int, d
 # ------------------------------------------------------------------------------------ generation
 
 
-class Recorder(LogitsProcessor):
-    """Passes scores through; keeps every step's (input_ids, scores) for timing a processor on them afterwards."""
-
-    def __init__(self):
-        self.steps: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-    def __call__(self, input_ids, scores):
-        self.steps.append((input_ids.clone(), scores.clone()))
-        return scores
+def grammar_steps(vocab, prompts, videos, device: torch.device) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """The whole rows (B, L) and the (input_ids (B, L_t), scores (B, V) float32) of every decoding step of ``videos``
+    (one clip each), generated after ``prompts`` of one length: the prefixes before each keyframe code, [/IMG], motion
+    code and [/MOV] (the id generated at a step is ``rows[:, L_t]``)."""
+    rows = torch.stack([torch.cat([p, p.new_tensor([vocab.img_start]), v.keyframes[0] + vocab.visual_offset,
+                                   p.new_tensor([vocab.img_end, vocab.mov_start]), v.motion[0] + vocab.motion_offset,
+                                   p.new_tensor([vocab.mov_end])]) for p, v in zip(prompts, videos)]).to(device)
+    length, keyframe = len(prompts[0]), len(videos[0].keyframes[0])
+    ends = [length + 1 + k for k in range(keyframe + 1)]
+    ends += [length + keyframe + 3 + k for k in range(vocab.motion_tokens_per_clip + 1)]
+    scores = torch.randn(rows.shape[0], vocab.size, generator=torch.Generator().manual_seed(4)).to(device)
+    return rows, [(rows[:, :end], scores) for end in ends]
 
 
 def unconstrained_video(model, vocab, prompts, keyframe_codes: int, guidance: tuple[float, float],
-                        sampling: SamplingSettings, seed: int, recorder: Recorder | None = None) -> int:
+                        sampling: SamplingSettings, seed: int) -> int:
     """``generate_video``'s two stages (one clip) with no constraint processor: ``keyframe_codes`` + 1 then
     ``motion_tokens_per_clip`` + 1 new ids per row (eos off), the guidance of the stage, the same sampling. Returns the
     new ids per row."""
@@ -184,8 +188,6 @@ def unconstrained_video(model, vocab, prompts, keyframe_codes: int, guidance: tu
         rows = [torch.cat([r, r.new_tensor([start])]) for r in rows]
         ids, mask = left_pad(rows, vocab.eos_id)
         processors = [ClassifierFreeGuidanceLogitsProcessor(model, scale)] if scale != 1.0 else []
-        if recorder is not None:
-            processors.append(recorder)
         config = GenerationConfig(max_new_tokens=new, min_new_tokens=new, do_sample=sampling.do_sample, num_beams=1,
                                   top_k=sampling.top_k, top_p=sampling.top_p, temperature=sampling.temperature,
                                   eos_token_id=None, pad_token_id=vocab.eos_id, bos_token_id=vocab.bos_id,
@@ -226,17 +228,19 @@ def generation_rows(model, config: MultimodalLMConfig, name: str, batch: int, pr
         for variant, fn in (("none", none), ("grammar", grammar)):
             row = Row("generate", name, variant, device.type, dtype, batch, batch * new, note=f"guidance {label}")
             with peak_memory(device, row), torch.inference_mode():
-                row.seconds, _ = measure(fn, repeats, stat, device, slow=slow)
-            pair[variant] = row
+                row.seconds, result = measure(fn, repeats, stat, device, slow=slow)
+            pair[variant], videos = row, (result if variant == "grammar" else None)
             rows.append(row)
 
-        recorder = Recorder()
-        with torch.inference_mode():
-            unconstrained_video(model, vocab, prompts, keyframe_codes, guidance, sampling, 3, recorder)
+        full, steps = grammar_steps(vocab, prompts, videos, device)
         processor = MediaGrammarLogitsProcessor(vocab, "video", keyframe_codes, keyframe_codes)
+        with torch.inference_mode():  # the reconstructed steps are the grammar's: each generated id is allowed
+            for input_ids, scores in steps:
+                generated = full[:, input_ids.shape[1]:input_ids.shape[1] + 1]
+                assert bool(processor(input_ids, scores).gather(1, generated).isfinite().all()), "a step forbids its id"
 
         def processor_alone():
-            for input_ids, scores in recorder.steps:
+            for input_ids, scores in steps:
                 processor(input_ids, scores)
 
         with torch.inference_mode():
@@ -245,7 +249,7 @@ def generation_rows(model, config: MultimodalLMConfig, name: str, batch: int, pr
         end_to_end = pair["grammar"].seconds / pair["none"].seconds - 1
         verdict = "within" if share <= BUDGET else "OVER"
         lines.append(f"constraint overhead ({name} {dtype}, guidance {label}): MediaGrammarLogitsProcessor "
-                     f"{cost / len(recorder.steps) * 1e6:.0f} us/step x {len(recorder.steps)} steps = {share:.2%} of the "
+                     f"{cost / len(steps) * 1e6:.0f} us/step x {len(steps)} steps = {share:.2%} of the "
                      f"unconstrained generation ({verdict} the {BUDGET:.0%} budget); end to end grammar / none - 1 "
                      f"{end_to_end:+.2%}")
     return rows, lines
