@@ -38,7 +38,7 @@ On CUDA a ``--cuda-config`` (default "1b": hidden 2048, 16 layers, 16 heads, int
 the 49,412-id vocabulary; or "llama2_7b") also runs in bf16: training under ``torch.autocast(bfloat16)`` with float32
 weights and AdamW (llama2_7b: bf16 weights and AdamW states, gradient checkpointing, as the 139 GiB of an H200 allow)
 with MFU against the bf16 peak and the peak memory, and generation tokens/s (grammar and none, guidance on). On a CPU
-those rows are skipped with a note.
+those rows are skipped with a note (and with ``--quick``).
 
 Defaults on CPU: train hidden 256, intermediate 688, 4 layers, 4 heads, context 512, batch 4; generation the same model,
 batch 8, prompt 16 text ids, 32 keyframe codes + 135 motion codes; 3 repeats. ``--quick``: train hidden 64, 2 layers,
@@ -153,7 +153,9 @@ def train_rows(config: MultimodalLMConfig, name: str, batch: int, length: int, d
         if not torch.isfinite(loss):
             raise RuntimeError(f"training loss is {loss.item()} ({name}, {attention})")
         rows.append(row)
-        del model, optimizer
+        del model, optimizer, step  # the closure holds both: free them before the next model is built
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     return rows
 
 
@@ -315,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     del model
 
     notes = []
-    if on_cuda:
+    if on_cuda and not args.quick:
         name = args.cuda_config
         big = MultimodalLMConfig(**CUDA_CONFIGS[name])
         peak["bf16"] = peak["bf16-mixed"] = matmul_peak(device, torch.bfloat16, 8192, repeats, args.stat)
@@ -329,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         lines += more
         del model
     else:
-        reason = "no CUDA device" if not torch.cuda.is_available() else f"--device {args.device}"
+        reason = "--quick" if args.quick else ("no CUDA device" if not torch.cuda.is_available() else f"--device {args.device}")
         notes.append(f"{args.cuda_config} bf16 (training MFU, peak memory, generation): skipped ({reason})")
 
     print()

@@ -82,6 +82,4 @@ def test_multimodal_lm_benchmark_prints_mfu_ratios_and_constraint_overhead():
     assert len(mfu) >= 2 and all(0 < m < 100 for m in mfu), out
     overhead = [line for line in out.splitlines() if line.startswith("constraint overhead")]
     assert len(overhead) >= 2 and all("% budget)" in line for line in overhead), out
-    import torch
-
-    assert torch.cuda.is_available() or "bf16 (training MFU, peak memory, generation): skipped (no CUDA device)" in out, out
+    assert "bf16 (training MFU, peak memory, generation): skipped (--quick)" in out, out
