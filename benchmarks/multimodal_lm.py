@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from dataclasses import dataclass
 
 from harness import SLOW_CALL_S, autocast, machine_line, measure, peak_memory, print_table, ratio
