@@ -68,3 +68,18 @@ def test_preprocess_benchmark_prints_clip_rates_and_streaming_ratio_against_deco
     methods = [line.split(": ")[-1] for line in out.splitlines() if line.startswith("multiprocessing start method before")]
     assert len(methods) == 2 and methods[0] == methods[1], out  # litdata.optimize's "spawn" was undone
     assert "streaming / decoding batches/s:" in out, out
+
+
+@pytest.mark.slow
+def test_multimodal_lm_benchmark_prints_mfu_ratios_and_constraint_overhead():
+    out = _run(str(BENCHMARKS / "multimodal_lm.py"), "--quick")
+    assert "matmul peak fp32" in out and "N = non-embedding + head = " in out, out
+    for group, baseline in (("train", "eager"), ("generate", "none")):
+        rows = [row for row in (line.split() for line in out.splitlines()) if row[:1] == [group] and row[3] in ("cpu", "cuda")]
+        base = [row for row in rows if row[2] == baseline]
+        assert len(rows) == 2 * len(base) and base and all(row[9] == "1.00x" for row in base), out  # baselines against themselves
+    mfu = [float(row[10].rstrip("%")) for row in (line.split() for line in out.splitlines()) if row[:1] == ["train"] and row[3] in ("cpu", "cuda")]
+    assert len(mfu) >= 2 and all(0 < m < 100 for m in mfu), out
+    overhead = [line for line in out.splitlines() if line.startswith("constraint overhead")]
+    assert len(overhead) >= 2 and all("% budget)" in line for line in overhead), out
+    assert "bf16 (training MFU, peak memory, generation): skipped (--quick)" in out, out
