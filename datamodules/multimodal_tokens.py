@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,8 +218,19 @@ class MultimodalTokenDataModule(SkippedVideos):
                                    demo_max_pan_speed=h.demo_max_pan_speed, val_fraction=h.val_fraction, seed=h.seed)
 
     def prepare_data(self) -> None:
+        """Render the demo, then (once, on the first process of a node) tokenize the videos into the token cache and
+        train the demo's text tokenizer, so that ``setup`` on every rank reads the same files instead of writing them
+        concurrently."""
+        h = self.hparams
         if self.demo:
             self._demo()._make_demo(progress=True)
+        if not (self.demo or h.train_manifest is not None or h.val_manifest is not None):
+            return
+        records = self._records()
+        train = self._tokenize_records(records.get("train", []), "train")
+        self._tokenize_records(records.get("val", []), "val")
+        if h.text_tokenizer is None and self.demo:
+            self._text_tokenizer([v.caption for v in train])
 
     def _records(self) -> dict[str, list[VideoRecord]]:
         h = self.hparams
@@ -266,8 +278,10 @@ class MultimodalTokenDataModule(SkippedVideos):
             videos.append(TokenizedVideo(record.video_id, record.caption, [torch.tensor(c, dtype=torch.long) for c in codes],
                                          list(motion_ids.long())))
         self.record_skipped(skipped)
-        if cache is not None:
-            torch.save({"videos": [v.__dict__ for v in videos], "skipped": skipped}, cache)
+        if cache is not None:  # written whole, then renamed: a reader never sees part of it
+            partial = cache.with_name(f"{cache.name}.{os.getpid()}.partial")
+            torch.save({"videos": [v.__dict__ for v in videos], "skipped": skipped}, partial)
+            os.replace(partial, cache)
         log.info("tokenized %d %s videos (%d skipped)", len(videos), split, len(skipped))
         return videos
 
@@ -313,19 +327,15 @@ class MultimodalTokenDataModule(SkippedVideos):
 
     def _text_tokenizer(self, train_captions: list[str]):
         h = self.hparams
-        if h.text_tokenizer is not None:
-            from transformers import AutoTokenizer
+        from lavit.lm.text_tokenizer import load_text_tokenizer
 
-            if not Path(h.text_tokenizer).is_dir():
-                raise FileNotFoundError(f"text tokenizer folder not found: {h.text_tokenizer}")
-            return AutoTokenizer.from_pretrained(str(h.text_tokenizer), local_files_only=True)
+        if h.text_tokenizer is not None:
+            return load_text_tokenizer(h.text_tokenizer)
         if not self.demo:
             raise ValueError("give text_tokenizer (a transformers tokenizer folder); only the demo data trains its own")
         folder = Path(h.demo_root) / "text_tokenizer"
-        if (folder / "tokenizer.json").is_file():
-            from transformers import AutoTokenizer
-
-            return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        if (folder / "tokenizer.json").is_file() and len(load_text_tokenizer(folder)) == h.text_vocab_size:
+            return load_text_tokenizer(folder)
         from lavit.lm.text_tokenizer import train_text_tokenizer
 
         return train_text_tokenizer(sorted(set(train_captions)), folder, h.text_vocab_size)

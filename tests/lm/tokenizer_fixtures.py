@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 # one 24-frame clip per video (4 s at 6 fps): tokenizing the set at setup takes seconds
-DEMO = dict(demo_num_videos=96, demo_duration=4.0, demo_fps=6.0)
+DEMO = dict(demo_num_videos=192, demo_duration=4.0, demo_fps=6.0)
 MOTION_FIELD = (8, 16)
 
 
