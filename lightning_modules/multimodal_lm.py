@@ -118,8 +118,7 @@ class MultimodalLM(pl.LightningModule):
         if self._media_rows_only:
             for p in self._embedding_weights():
                 p.register_hook(self._keep_text_rows)
-        self._motion_tokenizer = None
-        self._keyframe_tokenizer = None
+        self._frozen: dict[str, torch.nn.Module] = {}  # tokenizers: a plain dict, so not in the state dict / optimiser
 
     # ---- what trains -------------------------------------------------------------------------------
     def _embedding_weights(self) -> list[torch.nn.Parameter]:
@@ -195,11 +194,11 @@ class MultimodalLM(pl.LightningModule):
 
     def keyframe_tokenizer(self):
         """The frozen keyframe tokenizer of ``keyframe_tokenizer`` (loaded once), or None."""
-        if self._keyframe_tokenizer is None and self.hparams.keyframe_tokenizer:
+        if "keyframe" not in self._frozen and self.hparams.keyframe_tokenizer:
             from lavit import load_keyframe_tokenizer
 
-            self._keyframe_tokenizer = load_keyframe_tokenizer(self.hparams.keyframe_tokenizer).eval().requires_grad_(False)
-        return self._keyframe_tokenizer
+            self._frozen["keyframe"] = load_keyframe_tokenizer(self.hparams.keyframe_tokenizer).eval().requires_grad_(False)
+        return self._frozen.get("keyframe")
 
     @torch.no_grad()
     def _media_features(self, media: dict | None):
@@ -282,11 +281,11 @@ class MultimodalLM(pl.LightningModule):
     def motion_tokenizer(self):
         """The frozen motion tokenizer of :meth:`motion_tokenizer_path` (loaded once), or None."""
         path = self.motion_tokenizer_path()
-        if self._motion_tokenizer is None and path:
+        if "motion" not in self._frozen and path:
             from lavit import load_motion_tokenizer
 
-            self._motion_tokenizer = load_motion_tokenizer(path).eval()
-        return self._motion_tokenizer
+            self._frozen["motion"] = load_motion_tokenizer(path).eval().requires_grad_(False)
+        return self._frozen.get("motion")
 
     def _motion_signs(self, videos) -> torch.Tensor:
         """Sign of the mean horizontal motion of each video's first clip, decoded by the motion tokenizer."""

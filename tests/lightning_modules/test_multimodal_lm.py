@@ -14,6 +14,7 @@ from lavit.lm import MultimodalVocabulary, VideoSegment
 from lavit.lm.loss import next_token_loss
 from lavit.lm.sequences import IGNORE_INDEX, collate_padded, pretraining_sample
 from lightning_modules.multimodal_lm import GenerationWriter, MultimodalLM
+from tests.datamodules.test_instructions import data  # noqa: F401  (module fixture)
 
 SMALL = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=256,
              tie_word_embeddings=False, text_size=40, visual_codes=16, motion_codes=24, motion_tokens_per_clip=6)
@@ -135,3 +136,68 @@ def test_bad_settings_and_ids_are_named():
     long = {"input_ids": torch.zeros(1, 300, dtype=torch.long), "labels": torch.zeros(1, 300, dtype=torch.long)}
     with pytest.raises(ValueError, match="longer than the context of 256"):
         model.training_step(long, 0)
+
+
+@pytest.fixture(scope="module")
+def instruction_tokenizers(tmp_path_factory):
+    """A random tiny keyframe tokenizer projecting to a 32-wide LM, and a random tiny motion tokenizer (20 x 36 field)."""
+    from lavit.tokenizers import KeyframeTokenizer, KeyframeTokenizerConfig, MotionTokenizer, MotionTokenizerConfig
+    from lavit.tokenizers.keyframe_loading import save_keyframe_tokenizer
+    from lavit.tokenizers.loading import save_motion_tokenizer
+
+    root = tmp_path_factory.mktemp("instruction_tokenizers")
+    torch.manual_seed(0)
+    keyframe = KeyframeTokenizer.with_encoder(KeyframeTokenizerConfig.from_name("tiny", llm_embed_dim=32)).eval()
+    motion = MotionTokenizer(MotionTokenizerConfig.from_name("tiny")).eval()
+    return {"keyframe": str(save_keyframe_tokenizer(keyframe, root / "keyframe.safetensors")),
+            "motion": str(save_motion_tokenizer(motion, root / "motion.safetensors")),
+            "visual_codes": keyframe.config.n_code, "motion_codes": motion.config.codebook_size, "motion_tokens": motion.num_tokens}
+
+
+@pytest.mark.slow
+def test_stage3_splices_image_and_video_media_and_learns_from_answers_only(data, instruction_tokenizers, tmp_path):
+    """Instruction tuning on a conversation JSON (a rendered image, the real sample video, a text-only chat): the
+    media enter as keyframe features and motion ids at the placeholders, and the loss reaches only answer tokens."""
+    from datamodules.instructions import InstructionDataModule
+
+    t = instruction_tokenizers
+    dm = InstructionDataModule(train=str(data["good"]), tokenizer=str(data["tok_dir"]), image_size=56, batch_size=3,
+                               val_fraction=0.0, max_clips=2)
+    lm = dict(SMALL, text_size=len(data["tok"]), visual_codes=t["visual_codes"], motion_codes=t["motion_codes"],
+              motion_tokens_per_clip=t["motion_tokens"], max_position_embeddings=1024)
+    model = MultimodalLM(lm=lm, stage="instruct", keyframe_tokenizer=t["keyframe"], motion_tokenizer=t["motion"], lr=1e-3)
+    dm.setup("fit")
+    batch = dm.on_before_batch_transfer(next(iter(dm.train_dataloader())), 0)
+    kinds = sorted(m["kind"] if m else "text" for m in batch["media"])
+    assert kinds == ["image", "text", "video"]
+    spliced = model.understanding_inputs(batch)
+    # the labelled positions are the answers' tokens, unchanged, in order: media and prompts are never targets
+    for row in range(3):
+        before = batch["labels"][row][batch["labels"][row] != IGNORE_INDEX]
+        after = spliced["labels"][row][spliced["labels"][row] != IGNORE_INDEX]
+        assert torch.equal(before, after) and len(after) > 0
+    video_row = [m["kind"] if m else "text" for m in batch["media"]].index("video")
+    clips = len(batch["media"][video_row]["motion"])
+    extra = clips * (2 + 2 + t["motion_tokens"]) - 1  # per clip [IMG] .. [/IMG] [MOV] codes [/MOV], minus the placeholder
+    assert int(spliced["attention_mask"][video_row].sum()) >= int(batch["attention_mask"][video_row].sum()) + extra
+    trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path, limit_val_batches=0)
+    trainer.fit(model, datamodule=dm)
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
+    assert "motion" not in {k.split(".")[0] for k in model.state_dict()}  # the frozen tokenizers are not saved
+    assert all(k.startswith("lm.") for k in model.state_dict())
+
+
+def test_stage3_video_without_a_motion_tokenizer_is_named(data, instruction_tokenizers):
+    from datamodules.instructions import InstructionDataModule
+
+    t = instruction_tokenizers
+    dm = InstructionDataModule(train=str(data["good"]), tokenizer=str(data["tok_dir"]), image_size=56, batch_size=3,
+                               val_fraction=0.0, max_clips=1)
+    dm.setup("fit")
+    batch = dm.on_before_batch_transfer(next(iter(dm.train_dataloader())), 0)
+    lm = dict(SMALL, text_size=len(data["tok"]), visual_codes=t["visual_codes"], motion_codes=t["motion_codes"],
+              motion_tokens_per_clip=t["motion_tokens"], max_position_embeddings=1024)
+    model = MultimodalLM(lm=lm, stage="instruct", keyframe_tokenizer=t["keyframe"])
+    with pytest.raises(ValueError, match="needs the motion_tokenizer checkpoint"):
+        model.training_step(batch, 0)
