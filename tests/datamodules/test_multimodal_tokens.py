@@ -15,7 +15,7 @@ from lavit.lm import MultimodalLMConfig
 from lavit.lm.sequences import IGNORE_INDEX
 from tests.lm.tokenizer_fixtures import DEMO, lm_assets  # noqa: F401  (session fixture)
 
-# the session fixture renders 192 demo videos and trains the motion tokenizer (~75 s once)
+# the session fixture renders 96 demo videos and trains the motion tokenizer (~75 s once)
 pytestmark = pytest.mark.slow
 
 

@@ -138,14 +138,14 @@ def test_dead_code_restart_keeps_codebook_usage_high(tmp_path, usage_root):
     assert without < with_restart - 0.2
 
 
-@pytest.mark.slow
-def test_demo_config_reduces_validation_epe_5x(tmp_path):
-    """The README's main job, as configured: validation EPE at the end vs at initialisation (same seed)."""
+def _run_demo(tmp_path, *overrides):
+    """Validate the demo config's initial model, fit, validate again -> (initial, final, cli)."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     def demo_cli():
         cli = lightning_cli(["-c", str(ROOT / "configs" / "motion_vqvae" / "demo.yaml"), f"--data.init_args.demo_root={tmp_path / 'data'}",
-                             f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false", "--trainer.enable_progress_bar=false"], run=False)
+                             f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false", "--trainer.enable_progress_bar=false",
+                             *overrides], run=False)
         for callback in cli.trainer.callbacks:
             if isinstance(callback, ModelCheckpoint):
                 callback.dirpath = str(tmp_path)
@@ -160,4 +160,20 @@ def test_demo_config_reduces_validation_epe_5x(tmp_path):
     zero_motion_epe = motion.norm(dim=1).mean().item()
     print(f"val EPE {initial['val/epe']:.4f} at initialisation -> {final['val/epe']:.4f} after {cli.trainer.global_step} steps "
           f"({initial['val/epe'] / final['val/epe']:.2f}x; zero-motion prediction {zero_motion_epe:.4f}); val usage {final['val/usage']:.3f}")
+    return initial, final
+
+
+@pytest.mark.slow
+def test_demo_config_learns_in_480_steps(tmp_path):
+    """CI's learning proof: the demo config cut to 480 of its 800 steps (measured: EPE 1.775 -> 0.328, 5.4x) lowers
+    validation EPE at least 4x (the full run is test_demo_config_reduces_validation_epe_5x, marked demo)."""
+    initial, final = _run_demo(tmp_path, "--trainer.max_steps=480")
+    assert final["val/epe"] * 4 <= initial["val/epe"]
+
+
+@pytest.mark.slow
+@pytest.mark.demo
+def test_demo_config_reduces_validation_epe_5x(tmp_path):
+    """The README's main job, as configured: validation EPE at the end vs at initialisation (same seed)."""
+    initial, final = _run_demo(tmp_path)
     assert final["val/epe"] * 5 <= initial["val/epe"]

@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning_modules.cli import lightning_cli
 from lightning_modules.multimodal_lm import GenerationWriter
 from tests.lightning_modules.resume import assert_resume_reproduces_epoch_two
-from tests.lm.tokenizer_fixtures import DEMO, lm_assets  # noqa: F401  (session fixture)
+from tests.lm.tokenizer_fixtures import LM_DEMO_VIDEOS, lm_assets  # noqa: F401  (session fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs" / "multimodal_lm"
@@ -27,8 +27,8 @@ CONFIGS = ROOT / "configs" / "multimodal_lm"
 def config_args(config: str, assets: dict, folder: Path, *extra: str) -> list[str]:
     """A multimodal_lm config on the session's tokenizers and demo videos (192, the fixture's; 64 keyframe codes)."""
     return ["-c", str(CONFIGS / f"{config}.yaml"), f"--data.init_args.motion_tokenizer={assets['motion_tokenizer']}",
-            f"--data.init_args.keyframe_tokenizer={assets['keyframe_tokenizer']}", f"--data.init_args.demo_root={assets['demo_root']}",
-            f"--data.init_args.demo_num_videos={DEMO['demo_num_videos']}", "--model.init_args.lm.visual_codes=64",
+            f"--data.init_args.keyframe_tokenizer={assets['keyframe_tokenizer']}", f"--data.init_args.demo_root={assets['lm_demo_root']}",
+            f"--data.init_args.demo_num_videos={LM_DEMO_VIDEOS}", "--model.init_args.lm.visual_codes=64",
             f"--trainer.default_root_dir={folder}", "--trainer.logger=false", "--trainer.enable_progress_bar=false", *extra]
 
 

@@ -21,7 +21,10 @@ import torch
 import torch.nn.functional as F
 
 # one 24-frame clip per video (4 s at 6 fps): tokenizing the set at setup takes seconds
-DEMO = dict(demo_num_videos=192, demo_duration=4.0, demo_fps=6.0)
+DEMO = dict(demo_num_videos=96, demo_duration=4.0, demo_fps=6.0)
+# The LM learning tests train on more videos, rendered by their DataModule into <assets>/demo_lm (the first 96 are the
+# tokenizer's: same seed); measured: 48 held-out captions, pan agreement ~0.9 against ~0.8 with 24 of the 96.
+LM_DEMO_VIDEOS = 192
 MOTION_FIELD = (8, 16)
 
 
@@ -102,10 +105,9 @@ def build_lm_assets(base: Path) -> dict:
     base.mkdir(parents=True, exist_ok=True)
     captions, motion = demo_motion(base / "demo")
     keyframe = save_random_keyframe_tokenizer(base / "keyframe_tokenizer.safetensors")
-    # trained on the first 96 clips (the 100 steps cover them ~8 times; on all 192, ~4 times, it kept 90 of 147 pan signs)
-    motion_path, seconds = train_motion_tokenizer(motion[:96], base / "motion_tokenizer.safetensors")
+    motion_path, seconds = train_motion_tokenizer(motion, base / "motion_tokenizer.safetensors")
     save_text_tokenizer(captions, base / "text_tokenizer")
-    assets = dict(demo_root=str(base / "demo"), keyframe_tokenizer=str(keyframe), motion_tokenizer=str(motion_path),
+    assets = dict(demo_root=str(base / "demo"), lm_demo_root=str(base / "demo_lm"), keyframe_tokenizer=str(keyframe), motion_tokenizer=str(motion_path),
                   text_tokenizer=str(base / "text_tokenizer"), train_seconds=seconds)
     torch.save({"captions": captions, "motion": motion}, base / "motion.pt")
     done.write_text(json.dumps(assets))
