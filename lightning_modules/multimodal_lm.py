@@ -45,9 +45,11 @@ class MultimodalLM(pl.LightningModule):
             ``motion_tokenizer`` the generated motion is decoded and compared with the caption's camera pan
             (``val/pan_agreement``, the share whose mean horizontal motion has the caption's sign), over
             ``val_samples_per_caption`` sampled clips per caption (one draw per caption varies by +-8 % on 33 captions).
-        motion_tokenizer: a motion tokenizer checkpoint (``lavit.load_motion_tokenizer``): decodes generated motion for
-            that check, and tokenizes the motion of stage-3 videos (default: the DataModule's ``motion_tokenizer``).
-        keyframe_tokenizer: a keyframe tokenizer checkpoint (``lavit.load_keyframe_tokenizer``): stage 3's keyframes
+        max_answer_tokens: longest answer ``predict`` generates in stage "instruct" (greedy, text ids only).
+        motion_tokenizer_ckpt: a motion tokenizer checkpoint (``lavit.load_motion_tokenizer``): decodes generated motion
+            for that check, and tokenizes the motion of stage-3 videos (default: the DataModule's ``motion_tokenizer``;
+            named apart from it so that Lightning's merged hparams do not clash).
+        keyframe_tokenizer_ckpt: a keyframe tokenizer checkpoint (``lavit.load_keyframe_tokenizer``): stage 3's keyframes
             enter as its continuous ``encode_features`` (official understanding input; frozen here).
 
     Stage-3 batches (``InstructionDataModule``) also hold ``"media"``: per sample None, ``{"kind": "image", "keyframe":
@@ -83,8 +85,9 @@ class MultimodalLM(pl.LightningModule):
         max_keyframe_tokens: int = 200,
         val_generate: int = 0,
         val_samples_per_caption: int = 4,
-        motion_tokenizer: str | None = None,
-        keyframe_tokenizer: str | None = None,
+        max_answer_tokens: int = 128,
+        motion_tokenizer_ckpt: str | None = None,
+        keyframe_tokenizer_ckpt: str | None = None,
     ):
         super().__init__()
         if stage not in ("pretrain", "instruct"):
@@ -193,11 +196,11 @@ class MultimodalLM(pl.LightningModule):
         self._step(batch, "test")
 
     def keyframe_tokenizer(self):
-        """The frozen keyframe tokenizer of ``keyframe_tokenizer`` (loaded once), or None."""
-        if "keyframe" not in self._frozen and self.hparams.keyframe_tokenizer:
+        """The frozen keyframe tokenizer of ``keyframe_tokenizer_ckpt`` (loaded once), or None."""
+        if "keyframe" not in self._frozen and self.hparams.keyframe_tokenizer_ckpt:
             from lavit import load_keyframe_tokenizer
 
-            self._frozen["keyframe"] = load_keyframe_tokenizer(self.hparams.keyframe_tokenizer).eval().requires_grad_(False)
+            self._frozen["keyframe"] = load_keyframe_tokenizer(self.hparams.keyframe_tokenizer_ckpt).eval().requires_grad_(False)
         return self._frozen.get("keyframe")
 
     @torch.no_grad()
@@ -208,7 +211,7 @@ class MultimodalLM(pl.LightningModule):
             return None
         keyframes, motion = self.keyframe_tokenizer(), self.motion_tokenizer()
         if keyframes is None or (media["kind"] == "video" and motion is None):
-            need = "keyframe_tokenizer" if keyframes is None else "motion_tokenizer"
+            need = "keyframe_tokenizer_ckpt" if keyframes is None else "motion_tokenizer_ckpt"
             raise ValueError(f"a batch with {media['kind']} media needs the {need} checkpoint (MultimodalLM({need}=...))")
         keyframes.to(self.device)
         if media["kind"] == "image":
@@ -250,7 +253,73 @@ class MultimodalLM(pl.LightningModule):
         ids, mask = batch["input_ids"], batch.get("attention_mask")
         return [row[m.bool()] if mask is not None else row for row, m in zip(ids, mask if mask is not None else ids)]
 
+    def answer_prompts(self, batch: dict[str, Any]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Stage-3 batch -> per row (the conversation up to its last answer, that answer's ids): the last answer is
+        the last run of labelled positions."""
+        from lavit.lm.sequences import IGNORE_INDEX
+
+        prompts, answers = [], []
+        for ids, labels, mask in zip(batch["input_ids"], batch["labels"], batch["attention_mask"]):
+            ids, labels = ids[mask.bool()], labels[mask.bool()]
+            labelled = (labels != IGNORE_INDEX).tolist()
+            if not any(labelled):
+                raise ValueError("a conversation without an answer to compare with (no labelled token)")
+            start = max(i for i, flag in enumerate(labelled) if flag and (i == 0 or not labelled[i - 1]))
+            prompts.append(ids[:start])
+            answers.append(ids[start:][labels[start:] != IGNORE_INDEX])
+        return prompts, answers
+
+    @torch.no_grad()
+    def generate_answers(self, batch: dict[str, Any]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Stage-3 batch -> (generated answer ids, reference answer ids) per row: greedy, media spliced in, left
+        padding, ``MediaGrammarLogitsProcessor(mode="text")`` (answers never emit a media id)."""
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        from lavit.lm.processors import MediaGrammarLogitsProcessor
+        from lavit.lm.understanding import prepare_understanding_inputs
+
+        prompts, references = self.answer_prompts(batch)
+        media = [self._media_features(m) for m in batch.get("media", [None] * len(prompts))]
+        spliced = prepare_understanding_inputs(prompts, self.lm.get_input_embeddings(), media, self.config, padding_side="left")
+        config = GenerationConfig(max_new_tokens=self.hparams.max_answer_tokens, do_sample=False, num_beams=1,
+                                  eos_token_id=self.vocab.eos_id, pad_token_id=self.config.pad_id, use_cache=True)
+        was_training = self.lm.training
+        self.lm.eval()
+        try:
+            out = self.lm.generate(inputs_embeds=spliced["inputs_embeds"], attention_mask=spliced["attention_mask"],
+                                   generation_config=config,
+                                   logits_processor=LogitsProcessorList([MediaGrammarLogitsProcessor(self.vocab, "text")]))
+        finally:
+            self.lm.train(was_training)
+        answers = []
+        for row in out:
+            stop = (row == self.vocab.eos_id).nonzero()
+            answers.append(row[: int(stop[0])] if len(stop) else row)
+        return answers, references
+
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+        if self.hparams.stage == "instruct":
+            return self._predict_answers(batch)
+        return self._predict_videos(batch, batch_idx)
+
+    def _predict_answers(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        """One record per conversation: ``conversation_id``, the generated ``answer`` and the ``reference`` (decoded by the
+        DataModule's ``tokenizer`` and cut at the official stop keyword), and their ids."""
+        from lavit.lm.conversation import postprocess_answer
+
+        answers, references = self.generate_answers(batch)
+        tokenizer = getattr(getattr(self.trainer, "datamodule", None), "tokenizer", None)
+        records = []
+        for i, (answer, reference) in enumerate(zip(answers, references)):
+            record = {"conversation_id": batch["conversation_id"][i]} if "conversation_id" in batch else {}
+            if tokenizer is not None:
+                record["answer"] = postprocess_answer(tokenizer.decode(answer.tolist(), skip_special_tokens=True))
+                record["reference"] = postprocess_answer(tokenizer.decode(reference.tolist(), skip_special_tokens=True))
+            record["answer_ids"], record["reference_ids"] = answer.tolist(), reference.tolist()
+            records.append(record)
+        return records
+
+    def _predict_videos(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
         """A prompts batch (:meth:`prompt_rows`, plus ``"caption"`` / ``"video_id"`` lists) -> one record per prompt:
         its caption / id and the generated ``keyframe_ids`` and ``motion_ids`` code lists (one per clip); with a
         ``motion_tokenizer`` and a caption that names a camera pan, also ``pan_agrees``."""
@@ -272,9 +341,9 @@ class MultimodalLM(pl.LightningModule):
         return records
 
     def motion_tokenizer_path(self) -> str | None:
-        """``motion_tokenizer``, else the DataModule's (``MultimodalTokenDataModule`` tokenizes with it)."""
-        if self.hparams.motion_tokenizer:
-            return self.hparams.motion_tokenizer
+        """``motion_tokenizer_ckpt``, else the DataModule's (``MultimodalTokenDataModule`` tokenizes with it)."""
+        if self.hparams.motion_tokenizer_ckpt:
+            return self.hparams.motion_tokenizer_ckpt
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         return getattr(getattr(datamodule, "hparams", None), "motion_tokenizer", None)
 
@@ -303,7 +372,7 @@ class MultimodalLM(pl.LightningModule):
         from lavit.lm.motion_direction import caption_pan_direction
 
         if self.motion_tokenizer() is None:
-            raise ValueError("pan_agreement needs motion_tokenizer (a motion tokenizer checkpoint) to decode motion")
+            raise ValueError("pan_agreement needs a motion tokenizer to decode motion (motion_tokenizer_ckpt, or the DataModule's)")
         wanted = [caption_pan_direction(c) for c in captions]
         keep = [i for i, w in enumerate(wanted) if w is not None for _ in range(samples_per_caption)]
         if not keep:

@@ -165,7 +165,7 @@ def test_stage3_splices_image_and_video_media_and_learns_from_answers_only(data,
                                val_fraction=0.0, max_clips=2)
     lm = dict(SMALL, text_size=len(data["tok"]), visual_codes=t["visual_codes"], motion_codes=t["motion_codes"],
               motion_tokens_per_clip=t["motion_tokens"], max_position_embeddings=1024)
-    model = MultimodalLM(lm=lm, stage="instruct", keyframe_tokenizer=t["keyframe"], motion_tokenizer=t["motion"], lr=1e-3)
+    model = MultimodalLM(lm=lm, stage="instruct", keyframe_tokenizer_ckpt=t["keyframe"], motion_tokenizer_ckpt=t["motion"], lr=1e-3)
     dm.setup("fit")
     batch = dm.on_before_batch_transfer(next(iter(dm.train_dataloader())), 0)
     kinds = sorted(m["kind"] if m else "text" for m in batch["media"])
@@ -198,6 +198,35 @@ def test_stage3_video_without_a_motion_tokenizer_is_named(data, instruction_toke
     batch = dm.on_before_batch_transfer(next(iter(dm.train_dataloader())), 0)
     lm = dict(SMALL, text_size=len(data["tok"]), visual_codes=t["visual_codes"], motion_codes=t["motion_codes"],
               motion_tokens_per_clip=t["motion_tokens"], max_position_embeddings=1024)
-    model = MultimodalLM(lm=lm, stage="instruct", keyframe_tokenizer=t["keyframe"])
-    with pytest.raises(ValueError, match="needs the motion_tokenizer checkpoint"):
+    model = MultimodalLM(lm=lm, stage="instruct", keyframe_tokenizer_ckpt=t["keyframe"])
+    with pytest.raises(ValueError, match="needs the motion_tokenizer_ckpt checkpoint"):
         model.training_step(batch, 0)
+
+
+@pytest.mark.slow
+def test_stage3_predict_answers_the_memorised_conversations(data, instruction_tokenizers, tmp_path):
+    """After fitting the three conversations, greedy answers to their last questions (media spliced in, left padding,
+    text ids only) are the reference answers, written as JSON lines."""
+    from datamodules.instructions import InstructionDataModule
+
+    t = instruction_tokenizers
+    dm = InstructionDataModule(train=str(data["good"]), test=str(data["good"]), tokenizer=str(data["tok_dir"]), image_size=56,
+                               batch_size=3, val_fraction=0.0, max_clips=1)
+    lm = dict(SMALL, text_size=len(data["tok"]), visual_codes=t["visual_codes"], motion_codes=t["motion_codes"],
+              motion_tokens_per_clip=t["motion_tokens"], max_position_embeddings=1024)
+    torch.manual_seed(0)
+    model = MultimodalLM(lm=lm, stage="instruct", keyframe_tokenizer_ckpt=t["keyframe"], motion_tokenizer_ckpt=t["motion"], lr=1e-2,
+                         max_answer_tokens=16)
+    out = tmp_path / "answers.jsonl"
+    trainer = pl.Trainer(max_steps=100, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path, limit_val_batches=0,
+                         callbacks=[GenerationWriter(str(out))])
+    trainer.fit(model, datamodule=dm)
+    print("train loss", float(trainer.callback_metrics["train/loss"]))
+    trainer.predict(model, datamodule=dm, return_predictions=False)
+    records = {r["conversation_id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert sorted(records) == ["img", "txt", "videos/v_7013"]
+    for r in records.values():
+        media_ids = [i for i in r["answer_ids"] if i >= model.vocab.text_size]
+        assert not media_ids
+        assert r["answer"] == r["reference"] and r["answer"], r

@@ -24,12 +24,13 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs" / "multimodal_lm"
 
 
-def config_args(config: str, assets: dict, folder: Path, *extra: str) -> list[str]:
+def config_args(config: str, assets: dict, folder: Path, *extra: str, logger: bool = False) -> list[str]:
     """A multimodal_lm config on the session's tokenizers and demo videos (192, the fixture's; 64 keyframe codes)."""
     return ["-c", str(CONFIGS / f"{config}.yaml"), f"--data.init_args.motion_tokenizer={assets['motion_tokenizer']}",
             f"--data.init_args.keyframe_tokenizer={assets['keyframe_tokenizer']}", f"--data.init_args.demo_root={assets['lm_demo_root']}",
             f"--data.init_args.demo_num_videos={LM_DEMO_VIDEOS}", "--model.init_args.lm.visual_codes=64",
-            f"--trainer.default_root_dir={folder}", "--trainer.logger=false", "--trainer.enable_progress_bar=false", *extra]
+            f"--trainer.default_root_dir={folder}", "--trainer.enable_progress_bar=false", *extra,
+            *([f"--trainer.logger.init_args.save_dir={folder}"] if logger else ["--trainer.logger=false"])]
 
 
 def redirect_outputs(cli, folder: Path) -> None:
@@ -92,7 +93,7 @@ def test_ddp_two_gloo_processes_end_with_identical_weights(lm_assets, tmp_path):
            *config_args("tiny", lm_assets, tmp_path, "--trainer.devices=2", "--trainer.strategy=ddp", "--trainer.max_epochs=1",
                         "--model.init_args.val_generate=0",
                         "--trainer.callbacks+=tests.lightning_modules.test_multimodal_lm_demo.SaveWeights",
-                        f"--trainer.callbacks.folder={out}")]
+                        f"--trainer.callbacks.folder={out}", logger=True)]  # the CSV logger merges both hparams
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = (torch.load(out / f"rank{k}.pt", weights_only=True) for k in (0, 1))
