@@ -43,6 +43,11 @@ KINDS = ("video_text", "image_text", "text")
 VOCABULARY_FIELDS = ("text_size", "visual_codes", "motion_codes", "motion_tokens_per_clip", "bos_id", "eos_id", "unk_id")
 
 
+class CodebookSizesUnknownError(ValueError):
+    """Token shards without tokenizer checkpoints and without ``visual_codes`` / ``motion_codes`` /
+    ``motion_tokens_per_clip``: the vocabulary cannot be laid out (names what to pass)."""
+
+
 class NoTrainingSamplesError(NoUsableDataError):
     """The training set holds nothing the mix can draw from (no readable video, no text)."""
 
@@ -298,23 +303,30 @@ class MultimodalTokenDataModule(SkippedVideos):
         return folder / f"tokens_{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
 
     def _read_shards(self, folders: Sequence[str]) -> tuple[list[TokenizedVideo], list[tuple[str, torch.Tensor]]]:
-        """Clips of token shards grouped per video (in shard order), and the text-corpus documents (untested: no
-        token-shard fixture yet)."""
+        """Clips of token shards grouped per video (in shard order), and the text-corpus documents ``(doc id, (n,)
+        int64 ids)`` without the specials the text tokenizer adds (Llama's bos: ``pretraining_sample`` adds its own).
+
+        Raises:
+            ShardOptionsMismatchError: a folder's recorded tokenizer SHA-256 differs from the tokenizer file given here,
+                or from another folder's (names the folder, the tokenizer and both hashes).
+        """
         from litdata import StreamingDataset
 
         from datamodules.streaming import DecodeClip, read_shard_options
 
         clips: dict[str, dict[int, dict]] = defaultdict(dict)
         texts = []
+        seen: dict[str, tuple[str, str]] = {}  # tokenizer -> (sha256, the first folder that recorded it)
         for folder in folders:
             options = read_shard_options(folder)
             if options.stage != "tokens":
                 raise ValueError(f"{folder}: shards of stage {options.stage!r}, the LM reads `lavit preprocess --stage tokens` ones")
+            self._check_shard_tokenizers(folder, options.tokenizers, seen)
             dataset = StreamingDataset(folder, shuffle=False, transform=DecodeClip(options))  # as StreamingClipDataModule
             for i in range(len(dataset)):
                 s = dataset[i]
                 if "text_ids" in s:
-                    texts.append((s["video_id"], s["text_ids"].long()))
+                    texts.append((s["video_id"], self._strip_added_specials(s["text_ids"].long())))
                 elif "keyframe_ids" in s:
                     clips[s["video_id"]][len(clips[s["video_id"]])] = s
         videos = []
@@ -324,6 +336,49 @@ class MultimodalTokenDataModule(SkippedVideos):
                 videos.append(TokenizedVideo(video_id, ordered[0]["caption"], [c["keyframe_ids"].long() for c in ordered],
                                              [c["motion_ids"].long() for c in ordered]))
         return videos, texts
+
+    def _check_shard_tokenizers(self, folder: str, recorded: Mapping[str, str], seen: dict[str, tuple[str, str]]) -> None:
+        """Compare the SHA-256 each shard folder recorded (``ShardOptions.tokenizers``) with the file given to this
+        DataModule for that tokenizer, and with the other folders' (one vocabulary: one set of tokenizers)."""
+        from lavit.shards.format import ShardOptionsMismatchError
+
+        h = self.hparams
+        given = {"keyframe": h.keyframe_tokenizer, "motion": h.motion_tokenizer, "text": h.text_tokenizer}
+        diffs = []
+        for name, digest in sorted(recorded.items()):
+            if given.get(name) is not None and digest != self._tokenizer_hash(name, given[name]):
+                diffs.append(f"{name}: shards {digest}, {name}_tokenizer {given[name]} {self._tokenizer_hash(name, given[name])}")
+            elif name in seen and seen[name][0] != digest:
+                diffs.append(f"{name}: shards {digest}, {seen[name][1]} {seen[name][0]}")
+            seen.setdefault(name, (digest, folder))
+        if diffs:
+            raise ShardOptionsMismatchError(f"token shards in {folder} were made with other tokenizers ({'; '.join(diffs)}): "
+                                            f"give the tokenizer files the shards were made with, or preprocess again")
+
+    def _tokenizer_hash(self, name: str, path: str) -> str:
+        cache = self.__dict__.setdefault("_hashes", {})
+        if (name, path) not in cache:
+            from lavit.shards.text import text_tokenizer_hash
+            from lavit.weights import sha256_file
+
+            cache[(name, path)] = text_tokenizer_hash(path) if name == "text" else sha256_file(path)
+        return cache[(name, path)]
+
+    def _strip_added_specials(self, ids: torch.Tensor) -> torch.Tensor:
+        """``(n,)`` shard text ids (``tokenizer(text)``) -> the ids of ``tokenizer(text, add_special_tokens=False)``:
+        the prefix / suffix the tokenizer adds to every text (found by tokenizing a probe both ways) removed."""
+        if "_added_specials" not in self.__dict__:
+            tok = self._text_tokenizer([])
+            plain, full = tok("a", add_special_tokens=False)["input_ids"], tok("a")["input_ids"]
+            starts = [k for k in range(len(full) - len(plain) + 1) if full[k:k + len(plain)] == plain]
+            k = starts[0] if starts else 0
+            self._added_specials = (full[:k], full[k + len(plain):]) if starts else ([], [])
+        prefix, suffix = self._added_specials
+        if prefix and ids[:len(prefix)].tolist() == prefix:
+            ids = ids[len(prefix):]
+        if suffix and ids[len(ids) - len(suffix):].tolist() == suffix:
+            ids = ids[:len(ids) - len(suffix)]
+        return ids
 
     def _text_tokenizer(self, train_captions: list[str]):
         h = self.hparams
@@ -379,15 +434,21 @@ class MultimodalTokenDataModule(SkippedVideos):
 
     def _vocabulary(self, text_size: int) -> MultimodalVocabulary:
         h = self.hparams
+        given = dict(visual_codes=h.visual_codes, motion_codes=h.motion_codes, motion_tokens_per_clip=h.motion_tokens_per_clip)
         if h.motion_tokenizer is not None and h.keyframe_tokenizer is not None:
             keyframe, motion, _ = self._load_tokenizers()
             sizes = dict(visual_codes=keyframe_codebook_size(keyframe), motion_codes=int(motion.quantize.num_codes),
                          motion_tokens_per_clip=int(motion.num_tokens))
+            wrong = [f"{k} {v} given, the tokenizers have {sizes[k]}" for k, v in given.items() if v is not None and v != sizes[k]]
+            if wrong:
+                raise ValueError(f"the sizes given disagree with the tokenizer checkpoints ({'; '.join(wrong)}): drop them or fix them")
         else:
-            sizes = dict(visual_codes=h.visual_codes, motion_codes=h.motion_codes, motion_tokens_per_clip=h.motion_tokens_per_clip)
+            sizes = given
             missing = [k for k, v in sizes.items() if v is None]
             if missing:
-                raise ValueError(f"without tokenizer checkpoints give {', '.join(missing)} (the sizes the token shards were made with)")
+                raise CodebookSizesUnknownError(
+                    f"the token shards' codebook sizes are unknown: give {', '.join(missing)} (the sizes the shards were made "
+                    f"with), or both tokenizer checkpoints (keyframe_tokenizer and motion_tokenizer)")
         tok = self.text_tokenizer
         special = {name: getattr(tok, f"{name}_token_id") for name in ("bos", "eos", "unk")}
         ids = {f"{k}_id": v for k, v in special.items() if v is not None}
@@ -448,5 +509,5 @@ def keyframe_codebook_size(tokenizer: Any) -> int:
     return int(tokenizer.quantize.num_codes)
 
 
-__all__ = ["IGNORE_INDEX", "MixedTokenDataset", "MultimodalTokenDataModule", "NoTrainingSamplesError", "PromptDataset",
+__all__ = ["CodebookSizesUnknownError", "IGNORE_INDEX", "MixedTokenDataset", "MultimodalTokenDataModule", "NoTrainingSamplesError", "PromptDataset",
            "TokenizedVideo"]
