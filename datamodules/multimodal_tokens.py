@@ -55,7 +55,8 @@ class NoTrainingSamplesError(NoUsableDataError):
 @dataclass
 class TokenizedVideo:
     """One video as code ids: ``keyframes[k]`` ``(n_k,)`` int64 keyframe codes and ``motion[k]``
-    ``(motion_tokens_per_clip,)`` int64 motion codes of clip k; its caption and id."""
+    ``(motion_tokens_per_clip,)`` int64 motion codes of clip k; its caption and id. An image (``--images`` shards) is
+    one keyframe and no motion."""
 
     video_id: str
     caption: str
@@ -77,9 +78,12 @@ class MixedTokenDataset(Dataset):
         self.vocab, self.videos, self.texts, self.caption_ids = vocab, list(videos), list(texts), caption_ids
         self.text_first_prob, self.length, self.seed = text_first_prob, length, seed
         self.max_length, self.max_clips, self.fixed_epoch = max_length, max_clips, fixed_epoch
+        self.clips = [v for v in self.videos if v.motion]  # videos; the rest are images
         weights = {k: float(mix.get(k, 0.0)) for k in KINDS}
+        if not self.clips:
+            weights["video_text"] = 0.0
         if not self.videos:
-            weights["video_text"] = weights["image_text"] = 0.0
+            weights["image_text"] = 0.0
         if not self.texts:
             weights["text"] = 0.0
         total = sum(weights.values())
@@ -99,7 +103,8 @@ class MixedTokenDataset(Dataset):
             video_id, text_ids = self.texts[int(rng.integers(len(self.texts)))]
             sample = pretraining_sample(self.vocab, text_ids, None, max_length=self.max_length)
             return {"sample": sample, "kind": kind, "caption": "", "video_id": video_id}
-        video = self.videos[int(rng.integers(len(self.videos)))]
+        pool = self.videos if kind == "image_text" else self.clips  # images and videos' keyframes / videos
+        video = pool[int(rng.integers(len(pool)))]
         if kind == "image_text":
             media = ImageSegment(video.keyframes[int(rng.integers(len(video.keyframes)))])
         else:
@@ -332,9 +337,11 @@ class MultimodalTokenDataModule(SkippedVideos):
         videos = []
         for video_id, parts in clips.items():
             ordered = [parts[k] for k in sorted(parts)]
+            keyframes = [c["keyframe_ids"].long() for c in ordered]
             if all("motion_ids" in c for c in ordered):
-                videos.append(TokenizedVideo(video_id, ordered[0]["caption"], [c["keyframe_ids"].long() for c in ordered],
-                                             [c["motion_ids"].long() for c in ordered]))
+                videos.append(TokenizedVideo(video_id, ordered[0]["caption"], keyframes, [c["motion_ids"].long() for c in ordered]))
+            elif not any("motion_ids" in c for c in ordered):  # an image-text pair (`--images` shards)
+                videos.extend(TokenizedVideo(video_id, c["caption"], [k], []) for c, k in zip(ordered, keyframes))
         return videos, texts
 
     def _check_shard_tokenizers(self, folder: str, recorded: Mapping[str, str], seen: dict[str, tuple[str, str]]) -> None:
@@ -425,7 +432,7 @@ class MultimodalTokenDataModule(SkippedVideos):
         self.datasets["val"] = MixedTokenDataset(self.vocabulary, self.videos["val"], texts["val"], caption_ids, h.mix,
                                                  h.text_first_prob, n_val, h.seed, h.max_length, h.max_clips, fixed_epoch=0)
         self.datasets["test"] = self.datasets["val"]
-        self.datasets["predict"] = PromptDataset(self.videos["val"], caption_ids)
+        self.datasets["predict"] = PromptDataset([v for v in self.videos["val"] if v.motion], caption_ids)
 
     def _nothing_message(self) -> str:
         if self.skipped:

@@ -166,3 +166,45 @@ def test_text_shards_of_a_bos_adding_tokenizer_lose_the_bos(lm_assets, shards): 
     sample = dm.datasets["train"][0]["sample"]
     assert sample.ids[0] == tok.bos_token_id and tok.bos_token_id not in sample.ids[1:].tolist()
     shutil.rmtree(base / "text_bos")
+
+
+def test_image_shards_feed_the_image_text_kind(lm_assets, shards, tmp_path):  # noqa: F811
+    """``--images`` shards (keyframe ids + caption, no motion) become image-text samples ``[bos] [IMG] codes [/IMG]
+    caption [eos]`` (either order) with the shards' own codes, and never video-text samples."""
+    import numpy as np
+    from litdata import StreamingDataset
+    from PIL import Image
+
+    from datamodules.streaming import DecodeClip, read_shard_options
+
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(images / f"im{i}.png")
+        (images / f"im{i}.txt").write_text(f"the camera pans left {i}")
+    preprocess(images, "-o", tmp_path / "image_shards", "--stage", "tokens", "--images", "--keyframe-tokenizer",
+               lm_assets["keyframe_tokenizer"])
+    stored = StreamingDataset(str(tmp_path / "image_shards"), shuffle=False,
+                              transform=DecodeClip(read_shard_options(str(tmp_path / "image_shards"))))
+    truth = {stored[i]["caption"]: stored[i]["keyframe_ids"].tolist() for i in range(len(stored))}
+    assert len(truth) == 4
+    dm = make(lm_assets, train_shards=[str(tmp_path / "image_shards"), shards["videos"]], motion_tokenizer=None,
+              keyframe_tokenizer=None, mix={"image_text": 1.0}, **SIZES)
+    v = dm.vocabulary
+    seen = set()
+    for i in range(len(dm.datasets["train"])):
+        item = dm.datasets["train"][(i, 0)]
+        assert item["kind"] == "image_text"
+        ids = item["sample"].ids
+        assert v.mov_start not in ids.tolist()
+        if item["caption"] in truth:
+            start = int((ids == v.img_start).nonzero()[0])
+            end = int((ids == v.img_end).nonzero()[0])
+            assert (ids[start + 1:end] - v.visual_offset).tolist() == truth[item["caption"]]
+            seen.add(item["caption"])
+    assert seen  # the image shards' pairs are drawn (next to the videos' keyframes)
+    only_images = make(lm_assets, train_shards=[str(tmp_path / "image_shards")], motion_tokenizer=None, keyframe_tokenizer=None,
+                       mix={"video_text": 0.5, "image_text": 0.5}, **SIZES)
+    kinds = {only_images.datasets["train"][(i, 0)]["kind"] for i in range(len(only_images.datasets["train"]))}
+    assert kinds == {"image_text"}  # no motion anywhere: no video-text samples
