@@ -1,5 +1,6 @@
 """The multimodal LM: a transformers Llama over text, keyframe codes and motion codes (no Lightning import)."""
 
+from lavit.lm import official_attention  # noqa: F401  registers attn_implementation="lavit_official"
 from lavit.lm.config import MULTIMODAL_LM_CONFIGS, MultimodalLMConfig
 from lavit.lm.conversation import (Conversation, ConversationError, build_prompt, encode_conversation, postprocess_answer,
                                    read_conversations)

@@ -103,8 +103,10 @@ class StageGenerator:
             temperature=sampling.temperature if sampling.do_sample else None, eos_token_id=eos, pad_token_id=self.pad_id,
             bos_token_id=v.bos_id, output_scores=output_scores, return_dict_in_generate=True, use_cache=True,
         )
+        # official: the head over the whole prompt at the first step (HF 4.33), which float32 rounding can tell apart
+        keep = {"logits_to_keep": 0} if constraint == "official" else {}
         out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
-                                  logits_processor=LogitsProcessorList(processors))
+                                  logits_processor=LogitsProcessorList(processors), **keep)
         generated = out.sequences[:, ids.shape[1]:]
         new = []
         for row in generated:
