@@ -30,9 +30,11 @@ class PendingShardSampler(DistributedSampler):
     rank's writes. A DistributedSampler subclass, so Lightning keeps it under DDP (no padding, no repeats).
     """
 
-    def __init__(self, dataset: PromptDataset, done: Callable[[PromptItem], bool], limit: int | None = None):
-        distributed = is_distributed()
-        super().__init__(dataset, num_replicas=None if distributed else 1, rank=None if distributed else 0, shuffle=False)
+    def __init__(self, dataset: PromptDataset, done: Callable[[PromptItem], bool], limit: int | None = None,
+                 num_replicas: int | None = None, rank: int | None = None):
+        if num_replicas is None and not is_distributed():
+            num_replicas, rank = 1, 0
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
         shard = range(self.rank, len(dataset), self.num_replicas)
         self.pending = [i for i in shard if not done(dataset[i])][:limit]
 
