@@ -116,10 +116,24 @@ def load_sweep_config(path: str | os.PathLike) -> SweepConfig:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"sweep config not found: {path}")
-    raw = yaml.safe_load(path.read_text())
+    raw = _resolve(path)
     if not isinstance(raw, Mapping):
         raise ValueError(f"{path}: a sweep config is a mapping of {', '.join(KEYS[''])}")
     return sweep_config_from_dict(raw, path)
+
+
+def _resolve(path: Path) -> Any:
+    """The YAML with OmegaConf interpolations resolved (``${oc.env:LAVIT_WEIGHTS_DIR}``, as in configs/eval)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    raw = yaml.safe_load(path.read_text())
+    if not isinstance(raw, Mapping):
+        return raw
+    try:
+        return OmegaConf.to_container(OmegaConf.create(dict(raw)), resolve=True)
+    except OmegaConfBaseException as err:
+        raise ValueError(f"{path}: {str(err).splitlines()[0]}") from None
 
 
 def sweep_config_from_dict(raw: Mapping[str, Any], source: str | os.PathLike = "<dict>") -> SweepConfig:

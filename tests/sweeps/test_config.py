@@ -1,6 +1,8 @@
 """Sweep configs and prompt sets: strict keys, the grid, protocol defaults, errors before any generation."""
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -92,3 +94,36 @@ def test_shards_skip_done_items_and_seeds_do_not_depend_on_shards(tmp_path):
     assert list(one) == [0, 2, 3] and len(one) == 3
     seeds = [item_seed(7, i) for i in range(7)]
     assert len(set(seeds)) == 7 and seeds == [item_seed(7, i) for i in range(7)] and item_seed(8, 0) != seeds[0]
+
+
+SWEEPS = sorted((Path(__file__).resolve().parents[2] / "configs" / "sweeps").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", SWEEPS, ids=lambda p: p.stem)
+def test_shipped_sweep_configs_parse(config, tmp_path, monkeypatch):
+    for name in set(re.findall(r"\$\{oc\.env:(\w+)", config.read_text())):
+        monkeypatch.setenv(name, str(tmp_path / name.lower()))
+    cfg = load_sweep_config(config)
+    assert cfg.points() and set(cfg.metrics) >= set().union(*cfg.reference.values())
+    assert str(tmp_path) not in str(cfg.output_dir)
+
+
+def test_shipped_sweeps_follow_the_papers_protocols(monkeypatch, tmp_path):
+    for name in ("MSRVTT_CAPTIONS", "MSRVTT_VIDEOS", "CLIP_WEIGHTS", "UCF101_PROMPTS", "UCF101_VIDEOS", "LAVIT_WEIGHTS_DIR",
+                 "EVALCRAFTER_PROMPTS"):
+        monkeypatch.setenv(name, str(tmp_path / name.lower()))
+    root = SWEEPS[0].parent
+    msrvtt = load_sweep_config(root / "msrvtt.yaml")
+    assert msrvtt.num_videos == 2990 and msrvtt.reference == {"Video-LaVIT": {"clipsim": 0.3012, "fvd": 188.36, "fid": 11.27}}
+    ucf = load_sweep_config(root / "ucf101.yaml")
+    assert (ucf.videos_per_prompt, ucf.num_videos) == (20, 2020)
+    long = load_sweep_config(root / "long_video.yaml")
+    assert (long.num_frames, long.num_clips, long.real_is_tail, long.eval_num_frames) == (64, 3, True, 16)
+    demo = load_sweep_config(root / "demo.yaml")
+    assert len(demo.points()) == 2 and demo.grid["keyframe_guidance"] == [3.0, 5.0]
+
+
+def test_unset_environment_variable_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("MSRVTT_CAPTIONS", raising=False)
+    with pytest.raises(ValueError, match=r"msrvtt.yaml: .*MSRVTT_CAPTIONS"):
+        load_sweep_config(SWEEPS[0].parent / "msrvtt.yaml")
