@@ -220,7 +220,7 @@ class Sweep:
         if rank_zero:
             title = self.cfg.name + (f" ({RANDOM_LABEL}: {', '.join(self.random)}; not comparable to the paper)" if self.random else "")
             paths = write_tables(rows, metric_names, self.cfg.output_dir, title)
-            plots = write_plots(rows, metric_names, self.cfg.output_dir / "plots")
+            plots = write_plots(rows, metric_names, self.cfg.output_dir / "plots", title)
             print(paths["md"].read_text() + f"tables: {', '.join(str(p) for p in paths.values())}\n"
                   f"plots: {', '.join(str(p) for p in plots) or 'none (no guidance axis swept)'}", flush=True)
         return {"rows": rows, "generated": dict(self.generated)}

@@ -62,7 +62,7 @@ def write_tables(rows: list[dict], metric_names: list[str], out_dir: Path, title
     return paths
 
 
-def write_plots(rows: list[dict], metric_names: list[str], out_dir: Path) -> list[Path]:
+def write_plots(rows: list[dict], metric_names: list[str], out_dir: Path, title: str = "") -> list[Path]:
     """One PNG per metric (``<name>_std`` as error bars) against the first guidance axis that takes several values, one line per combination of
     the other axes; the paper's value as a dashed line. No guidance axis swept: no plots."""
     sweep = [r for r in rows if r["kind"] == "sweep"]
@@ -93,6 +93,8 @@ def write_plots(rows: list[dict], metric_names: list[str], out_dir: Path) -> lis
                 ax.axhline(r[metric], linestyle="--", color="gray", label=f"{r['id']} (paper)")
         ax.set_xlabel(x_axis.replace("_", " "))
         ax.set_ylabel(metric)
+        if title:
+            ax.set_title(title, fontsize=8)
         ax.legend(fontsize=7)
         fig.tight_layout()
         path = out_dir / f"{metric}_vs_{x_axis}.png"
