@@ -53,6 +53,9 @@ class PromptDataModule(L.LightningDataModule):
         super().__init__()
         self.items, self.done, self.limit, self.batch_size = items, done, limit, batch_size
 
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        return batch  # prompts (frozen dataclasses) stay on the host; the generator places its own tensors
+
     def predict_dataloader(self) -> DataLoader:
         dataset = PromptDataset(self.items)
         sampler = PendingShardSampler(dataset, self.done, self.limit)

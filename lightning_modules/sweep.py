@@ -18,6 +18,7 @@ import csv
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +52,6 @@ class SweepGeneration(L.LightningModule):
     def on_predict_start(self) -> None:
         if hasattr(self.generator, "to"):
             self.generator.to(self.device)
-
-    def transfer_batch_to_device(self, batch, device, dataloader_idx):
-        return batch  # prompts (frozen dataclasses) stay on the host; the generator places its own tensors
 
     def predict_step(self, batch: list[PromptItem], batch_idx: int) -> list[tuple[PromptItem, torch.Tensor]]:
         out = []
@@ -175,7 +173,9 @@ class Sweep:
         model = SweepGeneration(generator, self.cfg.num_clips, self.cfg.num_frames, point.seed, point.overrides())
         data = PromptDataModule(self.items, lambda item: video_path(point_dir, item).is_file(), limit)
         trainer = self._trainer(point_dir, [writer])
-        trainer.predict(model, datamodule=data, return_predictions=False)
+        with warnings.catch_warnings():  # a resumed point whose videos all exist has nothing left to predict
+            warnings.filterwarnings("ignore", message="Total length of `DataLoader` across ranks is zero")
+            trainer.predict(model, datamodule=data, return_predictions=False)
         trainer.strategy.barrier("sweep-generated")
         if trainer.is_global_zero:
             done = [i for i in self.items if video_path(point_dir, i).is_file()]
@@ -233,7 +233,7 @@ def run_sweep(config: str | os.PathLike | SweepConfig, max_new_videos: int | Non
 
 def sweep_main(argv: list[str]) -> int:
     """``lavit sweep -c CONFIG [--devices N] ...``; user errors print one line and return 2."""
-    from lavit.cli import _Parser
+    from lavit.cli import _number, _Parser
 
     from lightning_modules.cli import DEBUG_ENV, user_error
 
@@ -241,9 +241,9 @@ def sweep_main(argv: list[str]) -> int:
                      "and evaluate each grid point (VideoEvaluator); writes results.{md,csv,json} and plots/.")
     parser.add_argument("-c", "--config", required=True, type=Path, help="sweep YAML (configs/sweeps/*.yaml)")
     parser.add_argument("--accelerator", default=None, help="cpu, gpu, auto (default: the config's trainer.accelerator)")
-    parser.add_argument("--devices", type=int, default=None, help="processes / GPUs (default: the config's trainer.devices)")
+    parser.add_argument("--devices", type=_number(int, 1, strict=False), default=None, help="processes / GPUs (default: the config's trainer.devices)")
     parser.add_argument("--strategy", default=None, help="default: ddp when devices > 1")
-    parser.add_argument("--max-new-videos", type=int, default=None, help="stop after generating this many videos per process "
+    parser.add_argument("--max-new-videos", type=_number(int, 1, strict=False), default=None, help="stop after generating this many videos per process "
                         "(a partial run; rerun without it to finish)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     ns = parser.parse_args(argv[1:])
