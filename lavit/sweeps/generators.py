@@ -45,10 +45,10 @@ class PipelineGenerator:
             raise ValueError("the pipeline generator needs grid.checkpoint (pipeline config paths, configs/pipelines/*.yaml)")
         if not Path(checkpoint).is_file():
             raise FileNotFoundError(f"pipeline config not found: {checkpoint} (grid.checkpoint names configs/pipelines/*.yaml files)")
+        config = _pipeline_config(checkpoint)  # a ValueError when lavit.pipelines has no PipelineConfig
         import lavit.pipelines.config as pipeline_config
 
         needed = getattr(pipeline_config, "STAGE_CHECKPOINTS", {}).get("text_to_video")
-        config = _pipeline_config(checkpoint)
         config.check(needed) if needed else config.check()
 
     def _config(self):

@@ -127,3 +127,15 @@ def test_unset_environment_variable_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("MSRVTT_CAPTIONS", raising=False)
     with pytest.raises(ValueError, match=r"msrvtt.yaml: .*MSRVTT_CAPTIONS"):
         load_sweep_config(SWEEPS[0].parent / "msrvtt.yaml")
+
+
+def test_checkpoint_a_pipeline_config_names_but_is_missing(sweep_data, tmp_path):
+    """The pipeline config exists; a checkpoint it names does not: the error names it, before any generation."""
+    pipeline_config = pytest.importorskip("lavit.pipelines.config", reason="lavit.pipelines.PipelineConfig not merged yet")
+    names = pipeline_config.REQUIRED_CHECKPOINTS
+    (tmp_path / "pipeline.yaml").write_text("checkpoints:\n" + "".join(f"  {n}: {tmp_path / n}\n" for n in names))
+    config = write_sweep(sweep_data, tmp_path / "out", tmp_path / "s.yaml", generator=None,
+                         grid={"checkpoint": [str(tmp_path / "pipeline.yaml")]})
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "lm")):
+        run_sweep(config, progress=False)
+    assert not (tmp_path / "out").exists()
