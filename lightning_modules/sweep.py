@@ -202,14 +202,13 @@ class Sweep:
         per-process budget for tests and partial runs, stopped generation before the end)."""
         budget = max_new_videos
         for point in self.points:
-            written = self.generate(point, budget)
+            written = self.generate(point, None if budget is None else max(budget, 0))
             self.generated[point.id] = written
             if budget is not None:
                 budget -= written
-                if budget <= 0 and any(not video_path(self.cfg.output_dir / point.id, i).is_file() for i in self.items):
+                # decided on the files, which every process sees alike after generate's barrier: no rank runs on alone
+                if any(not video_path(self.cfg.output_dir / point.id, i).is_file() for i in self.items):
                     return None
-        if budget is not None and any(not video_path(self.cfg.output_dir / p.id, i).is_file() for p in self.points for i in self.items):
-            return None
         results, rank_zero = [], True
         for point in self.points:
             values, count, rank_zero = self.evaluate(point)
