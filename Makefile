@@ -26,6 +26,12 @@ extract-demo: $(STAMP)
 	$(BIN)/lavit demo-data outputs/demo_data --num-videos 8
 	$(BIN)/lavit extract outputs/demo_data/videos -o outputs/demo_extract
 
+# the embedded default sweep (needs the demo pipeline checkpoints that configs/pipelines/demo.yaml names)
+.PHONY: demo-sweep
+demo-sweep: $(STAMP)
+	$(BIN)/lavit demo-data outputs/demo_sweep/data --num-videos 4 --duration 3
+	$(BIN)/lavit sweep -c configs/sweeps/demo.yaml
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist worksteal --durations=15 -m "not demo" tests
 
