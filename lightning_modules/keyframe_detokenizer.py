@@ -18,6 +18,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from lavit.detokenizer.keyframe_checkpoint import (
     COMPONENTS_KEY,
+    CONDITION_HEADS,
     DEFAULT_SCHEDULER,
     _pixel_space_or_vae,
     build_unet,
@@ -42,6 +43,22 @@ def keyframe_pixels(images: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return unit * 2 - 1
 
 
+@torch.no_grad()
+def tokenize_keyframes(tokenizer, images: torch.Tensor) -> list[torch.Tensor]:
+    """CLIP-normalised ``(B, 3, S, S)`` -> B ``(n_i,)`` code ids, deterministic selection; an image whose selection
+    keeps nothing keeps its best-scoring patch (as ``KeyframeTokenizer`` training does: the decoder needs a code)."""
+    features = tokenizer.encode_images(images).float()
+    pred = tokenizer.selector_scores(features)
+    keep = tokenizer.keep_policy(pred, "deterministic")
+    empty = keep.sum(1) < 0.5
+    if bool(empty.any()):
+        best = F.one_hot(pred[..., 0].argmax(1), keep.shape[1]).to(keep.dtype)
+        keep = torch.where(empty[:, None], torch.maximum(keep, best), keep)
+    kept = keep > 0.5
+    _, ids = tokenizer.quantize.tokenize(tokenizer.encode_task_layer(tokenizer.causal_encoder(features, keep)[kept]))
+    return list(ids.split(kept.sum(1).tolist()))
+
+
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """``(B, 3, h, w)`` in [-1, 1] -> ``(B, h, w, 3)`` uint8 on the CPU."""
     return ((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu()
@@ -62,7 +79,7 @@ def sample_grid(columns: Sequence[torch.Tensor], min_side: int = 96, gap: int = 
 
 
 class KeyframeDetokenizer(pl.LightningModule):
-    """Keyframe detokenizer training: keyframes -> frozen tokenizer (deterministic selection) -> code ids -> frozen
+    """Keyframe detokenizer training: keyframes -> frozen tokenizer (:func:`tokenize_keyframes`) -> code ids -> frozen
     decoder ``decode_ids`` -> ``(prompt (B, n_q, P), pooled (B, Q))`` -> U-Net noise prediction of the keyframe at
     ``image_size`` (VAE latent, or pixels with ``vae: null``), DDPM epsilon MSE at uniform timesteps of a
     ``DDIMScheduler``. With probability ``condition_dropout`` an image's prompt and pooled are zeroed (the pipeline's
@@ -72,7 +89,7 @@ class KeyframeDetokenizer(pl.LightningModule):
     with ``keyframe_size``; ``{"image": ...}`` of ``ImageTextDataModule`` too). The U-Net target is the keyframe resized
     to ``image_size`` inside the module (:func:`keyframe_pixels`). Logged: ``train/loss``; ``val/loss_t<t>`` at fixed
     timesteps and noise, their mean ``val/loss`` and ``val/loss_uncond`` (conditioning zeroed: how much the codes
-    help); on the first validation batch, samples through the real :class:`KeyframeDetokenizerPipeline`:
+    help; also per timestep, ``val/loss_uncond_t<t>``); on the first validation batch, samples through the real :class:`KeyframeDetokenizerPipeline`:
     ``val/psnr`` (guided sample vs truth), ``val/psnr_uncond`` (unconditional sample vs truth) and
     ``val/psnr_sample_vs_uncond``, with a PNG grid truth | sample | unconditional in ``<log_dir>/samples/``.
 
@@ -91,6 +108,10 @@ class KeyframeDetokenizer(pl.LightningModule):
         image_size: ``(h, w)`` of the generated keyframes; multiples of the pipeline's ``spatial_multiple``.
         scheduler: ``DDIMScheduler`` fields over SDXL's (``DEFAULT_SCHEDULER``).
         condition_dropout: probability of zeroing an image's conditioning in training.
+        train_condition_heads: also train the decoder's U-Net conditioning heads (``unet_proj_1``, ``unet_proj_2``,
+            ``unet_attnpool``: features -> prompt / pooled), which ``KeyframeTokenizer`` training leaves at their
+            initialisation (its objective does not reach them; at init_std 0.02 they give a near-constant ~1e-2
+            conditioning); they are checkpointed as ``condition_heads.*`` and replace the tokenizer checkpoint's.
         lr, weight_decay, betas, warmup_steps, min_lr_ratio: AdamW, linear warm-up then cosine decay.
         val_timesteps: the fixed timesteps of the validation loss.
         num_samples, sample_steps, guidance: sampled images of the first validation batch (0 samples: none).
@@ -105,6 +126,7 @@ class KeyframeDetokenizer(pl.LightningModule):
         image_size: Sequence[int] = (20, 36),
         scheduler: Mapping[str, Any] | None = None,
         condition_dropout: float = 0.1,
+        train_condition_heads: bool = True,
         lr: float = 1e-4,
         weight_decay: float = 0.0,
         betas: Sequence[float] = (0.9, 0.999),
@@ -132,12 +154,19 @@ class KeyframeDetokenizer(pl.LightningModule):
         unet.setdefault("in_channels", vae_model.config.latent_channels)
         unet.setdefault("out_channels", vae_model.config.latent_channels)
         scheduler = {**DEFAULT_SCHEDULER, **dict(scheduler or {})}
+        if scheduler["prediction_type"] not in ("epsilon", "v_prediction", "sample"):
+            raise ValueError(f"scheduler.prediction_type must be 'epsilon', 'v_prediction' or 'sample', got {scheduler['prediction_type']!r}")
         self.save_hyperparameters()
         # What the checkpoint records for loading (LightningCLI stores the config's arguments as hparams, not these).
         self.components = dict(keyframe_tokenizer=str(keyframe_tokenizer), unet=unet, vae=vae, scheduler=scheduler,
                                image_size=[int(s) for s in image_size])
         self.image_size = tuple(self.components["image_size"])  # (h, w)
         self.unet = build_unet(unet)
+        # shared with the frozen decoder: registered here, they are trained and checkpointed (condition_heads.*)
+        self.condition_heads = torch.nn.ModuleDict({name: getattr(decoder, name) for name in CONDITION_HEADS}) \
+            if train_condition_heads else None
+        if self.condition_heads is not None:
+            self.condition_heads.requires_grad_(True)
         self.noise_scheduler = DDIMScheduler.from_config(scheduler)
         # Frozen parts in a plain dict: out of the state dict, the optimiser and Lightning's train() calls.
         self._frozen: dict[str, Any] = dict(tokenizer=tokenizer, decoder=decoder, vae=vae_model)
@@ -176,24 +205,32 @@ class KeyframeDetokenizer(pl.LightningModule):
                 return batch[key]
         raise KeyError(f"a batch needs one of {IMAGE_KEYS} (B, 3, S, S) CLIP-normalised, got keys {sorted(batch)}")
 
-    @torch.no_grad()
     def encode(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(B, 3, S, S)`` CLIP-normalised -> (code ids per image, prompt ``(B, n_q, P)``, pooled ``(B, Q)``, target
-        latents ``(B, c, h', w')``, ``mode() x scaling_factor`` of the keyframe at ``image_size``)."""
+        latents ``(B, c, h', w')``, ``mode() x scaling_factor`` of the keyframe at ``image_size``). Only the
+        conditioning heads (in training, ``train_condition_heads``) get gradients."""
         parts = self._placed()
-        ids = parts["tokenizer"].tokenize(images, selection="deterministic")
-        prompt, pooled = self.pipeline.condition(ids)
-        latents = self.pipeline.encode_image(keyframe_pixels(images, self.image_size))
+        decoder = parts["decoder"]
+        with torch.no_grad():
+            ids = tokenize_keyframes(parts["tokenizer"], images)
+            features = decoder.reconstruct_features(*decoder.codes_of(ids, self.pipeline.codebook))
+            latents = self.pipeline.encode_image(keyframe_pixels(images, self.image_size))
+        prompt, pooled = decoder.condition(features)  # the pipeline's decode_ids, split where the heads begin
         return ids, prompt, pooled, latents
 
     def noise_loss(self, latents: torch.Tensor, prompt: torch.Tensor, pooled: torch.Tensor, timesteps: torch.Tensor,
                    noise: torch.Tensor) -> torch.Tensor:
-        """Per-image epsilon MSE ``(B,)`` of the U-Net at ``timesteps (B,)`` with ``noise`` like ``latents``."""
+        """Per-image MSE ``(B,)`` of the U-Net at ``timesteps (B,)`` with ``noise`` like ``latents``, against the
+        scheduler's ``prediction_type`` target: the noise (``"epsilon"``, the default), ``"v_prediction"``'s velocity
+        or ``"sample"``'s clean latents (the pipeline's DDIM sampler follows the same config)."""
         noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
         unet_prompt, added = self.pipeline._conditioning(prompt.to(self.pipeline.dtype), pooled.to(self.pipeline.dtype),
                                                          self.image_size)["cond"]
         pred = self.unet(noisy.to(self.pipeline.dtype), timesteps, encoder_hidden_states=unet_prompt, added_cond_kwargs=added).sample
-        return (pred.float() - noise.float()).pow(2).flatten(1).mean(1)
+        kind = self.noise_scheduler.config.prediction_type
+        target = {"epsilon": noise, "sample": latents}.get(kind)
+        target = self.noise_scheduler.get_velocity(latents, noise, timesteps) if kind == "v_prediction" else target
+        return (pred.float() - target.float()).pow(2).flatten(1).mean(1)
 
     # ---- steps -------------------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int):
@@ -228,6 +265,7 @@ class KeyframeDetokenizer(pl.LightningModule):
             uncond.append(self.noise_loss(latents, torch.zeros_like(prompt), torch.zeros_like(pooled), timesteps, noise).mean())
         losses["val/loss"] = torch.stack(list(losses.values())).mean()
         losses["val/loss_uncond"] = torch.stack(uncond).mean()
+        losses.update({f"val/loss_uncond_t{int(t)}": u for t, u in zip(self.hparams.val_timesteps, uncond)})
         self.log_dict(losses, batch_size=b, sync_dist=True, on_epoch=True)
         if batch_idx == 0 and self.hparams.num_samples > 0 and not self.trainer.sanity_checking:
             self._samples(ids, latents)
@@ -280,4 +318,4 @@ class KeyframeDetokenizer(pl.LightningModule):
 
     # ---- optimisation ------------------------------------------------------------------------------
     def configure_optimizers(self):
-        return adamw_warmup_cosine(self, self.unet.named_parameters())
+        return adamw_warmup_cosine(self, self.named_parameters())

@@ -2,7 +2,8 @@
 :class:`KeyframeDetokenizerPipeline`, and the frozen keyframe-tokenizer parts (tokenizer, code-to-feature decoder,
 codebook) such a checkpoint names.
 
-A checkpoint holds the trained U-Net (``state_dict``: ``unet.*``) and, under ``"keyframe_detokenizer"``: ``keyframe_tokenizer``
+A checkpoint holds the trained U-Net (``state_dict``: ``unet.*``; ``condition_heads.*``: the decoder's conditioning
+heads when they were trained, replacing the tokenizer checkpoint's) and, under ``"keyframe_detokenizer"``: ``keyframe_tokenizer``
 (path of the ``KeyframeTokenizer`` Lightning checkpoint whose decoder and codebook condition the U-Net), ``unet``
 (the resolved ``UNet2DConditionModel`` config), ``vae`` (None = pixel space, else a local ``AutoencoderKL`` folder),
 ``scheduler`` (the ``DDIMScheduler`` config of training) and ``image_size`` ``(h, w)``. Read with ``weights_only=True``.
@@ -20,9 +21,12 @@ from lavit.detokenizer.components import MissingComponentError
 from lavit.detokenizer.keyframe_decoder import KeyframeDecoderConfig, KeyframeFeatureDecoder, load_keyframe_decoder
 from lavit.tokenizers.keyframe_config import KeyframeTokenizerConfig
 
-__all__ = ["COMPONENTS_KEY", "DEFAULT_SCHEDULER", "load_keyframe_detokenizer_checkpoint", "load_keyframe_tokenizer_parts",
+__all__ = ["COMPONENTS_KEY", "CONDITION_HEADS", "DEFAULT_SCHEDULER", "load_keyframe_detokenizer_checkpoint", "load_keyframe_tokenizer_parts",
            "tokenizer_decoder_config"]
 
+# The decoder's U-Net conditioning heads (features -> prompt / pooled), trained with the U-Net; checkpointed as
+# condition_heads.<name>.* they replace the keyframe tokenizer checkpoint's.
+CONDITION_HEADS = ("unet_proj_1", "unet_proj_2", "unet_attnpool")
 COMPONENTS_KEY = "keyframe_detokenizer"  # the checkpoint entry naming the parts (module docstring)
 # SDXL's DDIM training schedule (stabilityai/stable-diffusion-xl-base-1.0 scheduler_config.json, DDIM form).
 DEFAULT_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
@@ -128,6 +132,11 @@ def load_keyframe_detokenizer_checkpoint(
     unet = build_unet(hparams["unet"])
     state = state_dict_of(obj, path)
     load_state_dict_strict(unet, {k[len("unet."):]: v for k, v in state.items() if k.startswith("unet.")}, f"{path} [unet]")
+    heads = {k[len("condition_heads."):]: v for k, v in state.items() if k.startswith("condition_heads.")}
+    if heads:
+        for name in CONDITION_HEADS:
+            part = {k[len(name) + 1:]: v for k, v in heads.items() if k.startswith(name + ".")}
+            load_state_dict_strict(getattr(decoder, name), part, f"{path} [condition_heads.{name}]")
     stored_vae = vae if vae is not None else hparams.get("vae")
     scheduler = DDIMScheduler.from_config(dict(hparams["scheduler"]))
     pipe = KeyframeDetokenizerPipeline(decoder, codebook, unet, _pixel_space_or_vae(stored_vae), scheduler).to(device, dtype)
