@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-lm extract-demo test test-demo bench clean
+.PHONY: install demo demo-lm demo-keyframe-detokenizer extract-demo test test-demo bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo-lm: $(STAMP)
 	test -f outputs/motion_vqvae_demo/checkpoints/last.ckpt || $(BIN)/lightning fit -c configs/motion_vqvae/demo.yaml
 	test -f outputs/keyframe_tokenizer_demo/checkpoints/last.ckpt || $(BIN)/lightning fit -c configs/keyframe_tokenizer/demo.yaml
 	$(BIN)/lightning fit -c configs/multimodal_lm/demo.yaml
+
+demo-keyframe-detokenizer: $(STAMP)
+	test -f outputs/keyframe_tokenizer_demo/checkpoints/last.ckpt || $(BIN)/lightning fit -c configs/keyframe_tokenizer/demo.yaml
+	$(BIN)/lightning fit -c configs/keyframe_detokenizer/demo.yaml
 
 extract-demo: $(STAMP)
 	$(BIN)/lavit demo-data outputs/demo_data --num-videos 8
