@@ -13,10 +13,9 @@ import json
 import os
 from pathlib import Path
 
-import av
 import torch
 
-from lavit.video.errors import VideoDecodeError
+from lavit.video.frames import read_frames
 from lavit.video.transcode import open_video
 
 CLIP_FRAMES, NEXT_CLIP_FRAMES = 24, 23  # frames of the first clip, and added by each further (chained) clip
@@ -99,7 +98,7 @@ class _ManifestVideos:
         path = self.by_caption.get(prompt.strip())
         if path is None:
             raise ValueError(f"{self.manifest}: no video has the caption {prompt!r}")
-        return decode_frames(path, num_frames)
+        return read_frames(path, num_frames, size=None, allow_fewer=True).permute(0, 2, 3, 1)  # (T, H, W, 3)
 
     def _length(self, num_clips: int) -> int:
         return self.clip_frames + (self.clip_frames - 1) * (num_clips - 1)
@@ -119,24 +118,6 @@ class StillKeyframe(_ManifestVideos):
 
     def __call__(self, prompts: list[str], seed: int, num_clips: int, **overrides) -> list[torch.Tensor]:
         return [self._video(p, 1).expand(self._length(num_clips), -1, -1, -1).contiguous() for p in prompts]
-
-
-def decode_frames(path: str | os.PathLike, num_frames: int) -> torch.Tensor:
-    """The first ``num_frames`` frames of a video (fewer if it is shorter): (T, H, W, 3) uint8."""
-    container, stream = open_video(path)
-    frames = []
-    try:
-        for frame in container.decode(stream):
-            frames.append(torch.from_numpy(frame.to_ndarray(format="rgb24")))
-            if len(frames) == num_frames:
-                break
-    except av.error.FFmpegError as err:
-        raise VideoDecodeError(str(path), f"decoding failed after {len(frames)} frames ({err})") from err
-    finally:
-        container.close()
-    if not frames:
-        raise VideoDecodeError(str(path), "no decodable frame")
-    return torch.stack(frames)
 
 
 def _stream_fps(path: Path) -> float:

@@ -13,15 +13,17 @@ from lavit.video.transcode import open_video
 from lavit.video.validation import check_choice, check_positive
 
 
-def read_frames(path: str | os.PathLike, num_frames: int, where: str = "first", size: int | None = 224) -> torch.Tensor:
+def read_frames(path: str | os.PathLike, num_frames: int, where: str = "first", size: int | None = 224,
+                allow_fewer: bool = False) -> torch.Tensor:
     """Decode ``num_frames`` consecutive frames at the native frame rate: (T, 3, S, S) uint8.
 
     Args:
         where: ``"first"`` frames or the ``"center"`` of the video.
         size: square side after resizing (bilinear, antialiased); None keeps the decoded size.
+        allow_fewer: a shorter video gives all its frames (at least one) instead of an error.
 
     Raises:
-        VideoDecodeError: unreadable input, or fewer than ``num_frames`` frames.
+        VideoDecodeError: unreadable input, no frame, or fewer than ``num_frames`` frames (unless ``allow_fewer``).
     """
     check_positive("num_frames", num_frames, integer=True)
     check_choice("where", where, ("first", "center"))
@@ -41,7 +43,7 @@ def read_frames(path: str | os.PathLike, num_frames: int, where: str = "first", 
         raise VideoDecodeError(str(path), f"decoding failed after {len(frames)} frames ({err})") from err
     finally:
         container.close()
-    if len(frames) < num_frames:
+    if not frames or (len(frames) < num_frames and not allow_fewer):
         raise VideoDecodeError(str(path), f"has {len(frames) + skip} frames; {num_frames} are needed")
     video = torch.stack(frames).permute(0, 3, 1, 2)
     if size is not None and tuple(video.shape[-2:]) != (size, size):
