@@ -74,7 +74,19 @@ def load_video_detokenizer(config: PipelineConfig, motion_tokenizer=None):
     return pipe, tuple(size)
 
 
-def check_keyframe_size(pipe, size: tuple[int, int]) -> tuple[int, int]:
+OFFICIAL_KEYFRAME_SIZE = (576, 1024)
+
+
+def keyframe_size(pipe, size: tuple[int, int] | None) -> tuple[int, int]:
+    """``size``, else the keyframe detokenizer's native (training) size, else the official 576 x 1024 (H, W)."""
+    return tuple(size or getattr(pipe, "image_size", None) or OFFICIAL_KEYFRAME_SIZE)
+
+
+def check_keyframe_size(pipe, size: tuple[int, int] | None) -> tuple[int, int]:
+    """The size :func:`keyframe_size` picks, checked against the detokenizer's spatial multiple."""
+    if pipe is None:
+        return size
+    size = keyframe_size(pipe, size)
     multiple = pipe.spatial_multiple
     if size[0] % multiple or size[1] % multiple:
         raise ValueError(f"generation.keyframe_size {size[0]}x{size[1]} (HxW) must be a multiple of {multiple} for this "

@@ -65,7 +65,8 @@ class GenerationSettings:
     LM: ``keyframe_guidance`` / ``motion_guidance`` (4 / 7), ``top_k``, ``top_p``, ``temperature`` (keyframe sampling),
     ``motion_greedy`` (official: greedy motion), ``min_keyframe_tokens`` / ``max_keyframe_tokens``, ``add_bos`` (prompt
     starts with bos: the demo LM's training prompts do; the official prompt does not). Keyframe detokenizer:
-    ``keyframe_steps`` (50), ``keyframe_cfg`` (3), ``keyframe_size`` (H, W; official 576 x 1024). Video detokenizer:
+    ``keyframe_steps`` (50), ``keyframe_cfg`` (3), ``keyframe_size`` (H, W; None = the detokenizer's native size
+    when its checkpoint records one, else the official 576 x 1024). Video detokenizer:
     ``video_steps`` (25), ``min_guidance`` / ``max_guidance`` (1 -> 4), ``video_size`` (H, W; None = the checkpoint's
     training size, else 320 x 576). Long videos: ``chaining``, ``inverse_rate`` (0.85). Output ``fps`` (6).
     Understanding: ``max_answer_tokens``.
@@ -82,7 +83,7 @@ class GenerationSettings:
     add_bos: bool = False
     keyframe_steps: int = 50
     keyframe_cfg: float = 3.0
-    keyframe_size: tuple[int, int] = (576, 1024)
+    keyframe_size: tuple[int, int] | None = None
     video_steps: int = 25
     min_guidance: float = 1.0
     max_guidance: float = 4.0

@@ -120,23 +120,26 @@ class ImageToVideoPipeline(TextToVideoPipeline):
                         max_keyframe_tokens=settings.max_keyframe_tokens)
                     segments = [VideoSegment(s.keyframes + m.keyframes, s.motion + m.motion) for s, m in zip(segments, more)]
             # 4. per clip: keyframe (the image itself for clip 0), motion decode, video, VAE decode
-            clips, keyframes, previous = [], [], None
+            clips, keyframes, latents, previous = [], [], [], None
             for k in range(num_clips):
                 if k == 0:
-                    image = torch.stack([_fit(im, images[0].shape) for im in images])
+                    image, latent = torch.stack([_fit(im, images[0].shape) for im in images]), None
                 else:
                     init = previous if settings.chaining != "none" else None
-                    image = self.stages.keyframes([s.keyframes[k] for s in segments], settings, seed + k, init, clock)
+                    image, latent = self.stages.keyframes([s.keyframes[k] for s in segments], settings, seed + k, init, clock)
                 video = self.stages.clip(image, [s.motion[k] for s in segments], settings, seed + k, clock)
                 clips.append(video)
                 keyframes.append(image)
+                latents.append(latent)
                 previous = video[:, -1]
         finally:
             timings = clock.close()
         videos = [stitch_clips([c[i] for c in clips]) for i in range(len(images))]
         return TextToVideoOutput(videos=videos, fps=settings.fps, keyframe_ids=[list(s.keyframes) for s in segments],
                                  motion_ids=[list(s.motion) for s in segments],
-                                 keyframes=[[kf[i] for kf in keyframes] for i in range(len(images))], timings=timings)
+                                 keyframes=[[kf[i] for kf in keyframes] for i in range(len(images))],
+                                 keyframe_latents=[[z[i] for z in latents if z is not None] for i in range(len(images))],
+                                 timings=timings)
 
 
 def _fit(image: torch.Tensor, shape) -> torch.Tensor:

@@ -18,6 +18,8 @@ class TextToVideoOutput(BaseOutput):
         keyframe_ids: per prompt, per clip the ``(n,)`` keyframe codebook ids (0..n_code-1).
         motion_ids: per prompt, per clip the ``(motion_tokens_per_clip,)`` motion codebook ids.
         keyframes: per prompt, per clip the keyframe detokenizer's image ``(h, w, 3)`` uint8 at its native size.
+        keyframe_latents: per prompt, per clip the keyframe detokenizer's final latent ``(c, h/8, w/8)`` (clips whose
+            keyframe was given, image-to-video's first, have none).
         timings: seconds spent per stage in this call (``lm``, ``keyframe_detokenizer``, ``motion_decode``,
             ``video_detokenizer``, ``vae_decode``).
     """
@@ -27,6 +29,7 @@ class TextToVideoOutput(BaseOutput):
     keyframe_ids: list[list[torch.Tensor]]
     motion_ids: list[list[torch.Tensor]]
     keyframes: list[list[torch.Tensor]] = field(default_factory=list)
+    keyframe_latents: list[list[torch.Tensor]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
 

@@ -44,7 +44,7 @@ class TextToImagePipeline:
         # 1. check inputs
         prompts = check_prompts(prompts)
         settings = self.generation.replace(**generation_overrides)
-        check_keyframe_size(self.keyframe_detokenizer, settings.keyframe_size)
+        size = check_keyframe_size(self.keyframe_detokenizer, settings.keyframe_size)
         clock = StageClock({"lm": 1, "keyframe_detokenizer": 1}, progress, self.keyframe_detokenizer.device)
         try:
             # 2. LM: the keyframe codes
@@ -56,7 +56,7 @@ class TextToImagePipeline:
             # 3. keyframe detokenizer
             codes = [s.codes.to(self.keyframe_detokenizer.device) for s in segments]
             with clock.stage("keyframe_detokenizer"):
-                images = self.keyframe_detokenizer.generate(codes, size=settings.keyframe_size, guidance=settings.keyframe_cfg,
+                images = self.keyframe_detokenizer.generate(codes, size=size, guidance=settings.keyframe_cfg,
                                                             num_steps=settings.keyframe_steps, seed=seed).images.cpu()
         finally:
             timings = clock.close()

@@ -17,7 +17,7 @@ detokenizer; the video U-Net always starts from noise:
 - ``chaining="none"`` (ours: a baseline): a fresh keyframe from noise.
 
 Clips are stitched ``24 + 23 (N - 1)`` frames: each further clip's first frame (its keyframe, a re-generation of the
-previous clip's last frame) is dropped (ours: the official code concatenates whole clips).
+previous clip's last frame) is dropped, as the official long-video notebook does (``clip0[0:24] + clip_k[1:24]``).
 
 Seeds: the LM samples after ``torch.manual_seed(seed)``; the keyframe and video detokenizers of clip k draw from CPU
 generators seeded ``seed + k``; the same seed gives identical output.
@@ -138,13 +138,14 @@ class TextToVideoPipeline:
                     motion_sampling=motion_sampling, min_keyframe_tokens=settings.min_keyframe_tokens,
                     max_keyframe_tokens=settings.max_keyframe_tokens, seed=seed)
             # 3. per clip: keyframe (chained from the previous clip's last frame), motion decode, video, VAE decode
-            clips, keyframes, previous = [], [], None
+            clips, keyframes, latents, previous = [], [], [], None
             for k in range(num_clips):
                 init = previous if settings.chaining != "none" else None
-                image = self.stages.keyframes([s.keyframes[k] for s in segments], settings, seed + k, init, clock)
+                image, latent = self.stages.keyframes([s.keyframes[k] for s in segments], settings, seed + k, init, clock)
                 video = self.stages.clip(image, [s.motion[k] for s in segments], settings, seed + k, clock)
                 clips.append(video)
                 keyframes.append(image)
+                latents.append(latent)
                 previous = video[:, -1]
         finally:
             timings = clock.close()
@@ -152,7 +153,8 @@ class TextToVideoPipeline:
         videos = [stitch_clips([c[i] for c in clips]) for i in range(len(prompts))]
         return TextToVideoOutput(videos=videos, fps=settings.fps, keyframe_ids=[list(s.keyframes) for s in segments],
                                  motion_ids=[list(s.motion) for s in segments],
-                                 keyframes=[[kf[i] for kf in keyframes] for i in range(len(prompts))], timings=timings)
+                                 keyframes=[[kf[i] for kf in keyframes] for i in range(len(prompts))],
+                                 keyframe_latents=[[z[i] for z in latents] for i in range(len(prompts))], timings=timings)
 
 
 def _dtype(dtype, config: PipelineConfig) -> torch.dtype | None:

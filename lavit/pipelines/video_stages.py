@@ -79,17 +79,22 @@ class VideoStages:
         return self.video_detokenizer.device
 
     def keyframes(self, code_ids: Sequence[torch.Tensor], settings: GenerationSettings, seed: int | None,
-                  init_image: torch.Tensor | None = None, clock: StageClock | None = None) -> torch.Tensor:
-        """Code ids per row -> ``(B, h, w, 3)`` uint8 images at ``settings.keyframe_size``; with ``init_image`` ``(B, H,
-        W, 3)`` uint8 (the previous clip's last frames) continued by ``settings.chaining``."""
+                  init_image: torch.Tensor | None = None, clock: StageClock | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Code ids per row -> ``(B, h, w, 3)`` uint8 images at ``settings.keyframe_size`` (or the native size); with ``init_image`` ``(B, H,
+        W, 3)`` uint8 (the previous clip's last frames) continued by ``settings.chaining``. Also returns the final
+        ``(B, c, h/8, w/8)`` latents."""
+        from lavit.pipelines.components import check_keyframe_size
+
+        size = check_keyframe_size(self.keyframe_detokenizer, settings.keyframe_size)
         extra = {}
         if init_image is not None:
-            extra = dict(init_image=resize_images(init_image, settings.keyframe_size), continuation=settings.chaining,
+            extra = dict(init_image=resize_images(init_image, size), continuation=settings.chaining,
                          inverse_rate=settings.inverse_rate)
         with clock.stage("keyframe_detokenizer") if clock else _null():
-            return self.keyframe_detokenizer.generate(
-                [c.to(self.keyframe_detokenizer.device) for c in code_ids], size=settings.keyframe_size,
-                guidance=settings.keyframe_cfg, num_steps=settings.keyframe_steps, seed=seed, **extra).images.cpu()
+            out = self.keyframe_detokenizer.generate(
+                [c.to(self.keyframe_detokenizer.device) for c in code_ids], size=size,
+                guidance=settings.keyframe_cfg, num_steps=settings.keyframe_steps, seed=seed, **extra)
+        return out.images.cpu(), out.latents.cpu()
 
     def clip(self, keyframes: torch.Tensor, motion_ids: Sequence[torch.Tensor], settings: GenerationSettings,
              seed: int | None, clock: StageClock | None = None) -> torch.Tensor:

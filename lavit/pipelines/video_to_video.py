@@ -86,7 +86,7 @@ class VideoReconstructionPipeline:
             # 3. per clip: keyframe detokenizer, motion decode, video detokenizer, VAE decode
             frames, images = [], []
             for k in range(n):
-                image = self.stages.keyframes([keyframe_ids[k]], settings, seed + k, None, clock)
+                image, _ = self.stages.keyframes([keyframe_ids[k]], settings, seed + k, None, clock)
                 frames.append(self.stages.clip(image, [motion_ids[k]], settings, seed + k, clock)[0])
                 images.append(image[0])
         finally:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -90,3 +91,30 @@ def build_pipeline_assets(root: Path) -> Path:
     path = root / "pipeline.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def write_config(path: Path, base: Path, **changes) -> Path:
+    """A copy of the config ``base`` with top-level / ``checkpoints`` / ``generation`` entries changed (``changes``:
+    ``{"checkpoints": {...}, "generation": {...}, other: value}``; None values remove the entry) -> ``path``."""
+    config = yaml.safe_load(Path(base).read_text())
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            for k, v in value.items():
+                if v is None:
+                    config[key].pop(k, None)
+                else:
+                    config[key][k] = v
+        elif value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def pipeline_config(tmp_path_factory) -> Path:
+    """The tiny components' ``pipeline.yaml`` (built once per session, reused by every pipeline test module)."""
+    root = tmp_path_factory.getbasetemp() / "pipeline_assets"
+    path = root / "pipeline.yaml"
+    return path if path.is_file() else build_pipeline_assets(root)
