@@ -54,9 +54,16 @@ def load_keyframe_tokenizer(config: PipelineConfig):
 
 
 def load_keyframe_detokenizer(config: PipelineConfig):
+    """A Video-LaVIT root (with ``keyframe_decoder_config``) or a ``KeyframeDetokenizer`` checkpoint; a checkpoint is
+    given the config's ``keyframe_tokenizer`` instead of the path stored in it, when the loader takes one."""
+    import inspect
+
     from lavit.detokenizer.keyframe_pipeline import load_keyframe_detokenizer as load
 
-    return load(config.path("keyframe_detokenizer"), decoder_config=config.keyframe_decoder_config)
+    extra = {}
+    if config.path("keyframe_tokenizer") is not None and "keyframe_tokenizer" in inspect.signature(load).parameters:
+        extra["keyframe_tokenizer"] = config.path("keyframe_tokenizer")
+    return load(config.path("keyframe_detokenizer"), decoder_config=config.keyframe_decoder_config, **extra)
 
 
 def load_video_detokenizer(config: PipelineConfig, motion_tokenizer=None):
