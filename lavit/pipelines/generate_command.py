@@ -28,6 +28,8 @@ def generate_command(ns: argparse.Namespace) -> int:
                      video_steps=ns.video_steps, keyframe_steps=ns.keyframe_steps)
     config = config.with_generation(**overrides)
     progress = not ns.quiet
+    if ns.quiet:
+        _quiet_transformers()
     if image_out:
         from PIL import Image
 
@@ -72,7 +74,15 @@ def ask_command(ns: argparse.Namespace) -> int:
     config = PipelineConfig.from_file(ns.config).check(VideoQAPipeline.stage_checkpoints)
     motion, options = load_motion(config)  # small: its clip settings decide how the video is read
     clips = read_clips(ns.video, options, ns.max_clips)  # a video with no decodable clip fails here, before the LM loads
+    _quiet_transformers()  # stdout is the answer alone
     pipe = VideoQAPipeline.from_config(config, device=ns.device)
     out = pipe(clips, question, max_answer_tokens=ns.max_tokens)
     print(out.answers[0])
     return 0
+
+
+def _quiet_transformers() -> None:
+    """No "Loading weights" bar from transformers while the LM loads."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()

@@ -86,7 +86,7 @@ class ImageToVideoPipeline(TextToVideoPipeline):
         check_num_clips(num_clips)
         settings = self.generation.replace(**generation_overrides)
         v = self.lm.vocab
-        clock = StageClock({"lm": 1, **{s: num_clips for s in ("keyframe_detokenizer", "motion_decode",
+        clock = StageClock({"lm": num_clips, **{s: num_clips for s in ("keyframe_detokenizer", "motion_decode",
                                                                  "video_detokenizer", "vae_decode")}},
                            progress, self.device)
         try:
@@ -102,7 +102,7 @@ class ImageToVideoPipeline(TextToVideoPipeline):
                                        torch.tensor([v.img_end, v.mov_start])]))
             # 3. LM: motion of clip 0, then whole clips
             keyframe_sampling, motion_sampling = lm_sampling(settings)
-            with clock.stage("lm"):
+            with clock.stage("lm", num_clips):
                 torch.manual_seed(seed)
                 new, _ = StageGenerator(self.lm.model, v).run(
                     rows, "motion", v.motion_tokens_per_clip + 1, settings.motion_guidance,

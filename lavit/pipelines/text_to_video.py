@@ -124,14 +124,14 @@ class TextToVideoPipeline:
         """
         # 1. check inputs
         prompts, settings = self.check_inputs(prompts, num_clips, generation_overrides)
-        clock = StageClock({"lm": 1, **{s: num_clips for s in ("keyframe_detokenizer", "motion_decode",
+        clock = StageClock({"lm": num_clips, **{s: num_clips for s in ("keyframe_detokenizer", "motion_decode",
                                                                  "video_detokenizer", "vae_decode")}},
                            progress, self.device)
         try:
             # 2. LM: keyframe then motion codes per clip
             rows = [self.lm.encode(p, settings.add_bos) for p in prompts]
             keyframe_sampling, motion_sampling = lm_sampling(settings)
-            with clock.stage("lm"):
+            with clock.stage("lm", num_clips):
                 segments = generate_video(
                     self.lm.model, self.lm.vocab, rows, num_clips=num_clips, keyframe_guidance=settings.keyframe_guidance,
                     motion_guidance=settings.motion_guidance, keyframe_sampling=keyframe_sampling,
