@@ -9,6 +9,7 @@ import importlib
 
 _CLASSES = {"MotionVQVAE": "lightning_modules.motion_vqvae", "VideoEvaluator": "lightning_modules.video_evaluator",
             "VideoDetokenizer": "lightning_modules.video_detokenizer", "KeyframeTokenizer": "lightning_modules.keyframe_tokenizer",
+            "KeyframeDetokenizer": "lightning_modules.keyframe_detokenizer",
             "MultimodalLM": "lightning_modules.multimodal_lm", "GenerationWriter": "lightning_modules.multimodal_lm"}
 
 __all__ = sorted(_CLASSES)

@@ -74,9 +74,14 @@ def lavit_main(args: list[str] | None = None) -> int | None:
     argv = sys.argv[1:] if args is None else list(args)
     if argv and argv[0] in PIPELINE_COMMANDS:
         return pipeline_main(argv)
+    if argv and argv[0] == "sweep":  # needs Lightning (predict + test), so it is routed here, not through lavit.cli
+        from lightning_modules.sweep import sweep_main
+
+        return sweep_main(argv)
     if not argv or argv[0] in ("-h", "--help"):
         print_pipeline_help()
-        print("Training and evaluation (LightningCLI): lavit {fit,validate,test,predict} -c CONFIG.yaml [--help]\n")
+        print("Training and evaluation (LightningCLI): lavit {fit,validate,test,predict} -c CONFIG.yaml [--help]")
+        print("Benchmark sweeps: lavit sweep -c configs/sweeps/NAME.yaml [--devices N] [--help]\n")
     return _one_line_errors("lavit", argv, lambda: lightning_cli(args, prog="lavit"))
 
 

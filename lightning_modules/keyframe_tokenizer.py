@@ -10,7 +10,8 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 
-from lavit.detokenizer.keyframe_decoder import KeyframeDecoderConfig, KeyframeFeatureDecoder
+from lavit.detokenizer.keyframe_checkpoint import tokenizer_decoder_config as decoder_config
+from lavit.detokenizer.keyframe_decoder import KeyframeFeatureDecoder
 from lavit.tokenizers.eva_loading import load_eva_encoder
 from lavit.tokenizers.eva_vit import EVAVisionConfig, EVAVisionEncoder
 from lavit.tokenizers.keyframe_config import KeyframeTokenizerConfig
@@ -25,16 +26,6 @@ IMAGE_KEYS = ("image", "keyframe")  # ImageTextDataModule, VideoTextDataModule
 # Parameters the objective does not reach (understanding projection, U-Net conditioning heads): frozen, so that
 # the optimiser and DDP see only what is trained.
 UNTRAINED = ("tokenizer.vit_proj.", "decoder.unet_proj_1.", "decoder.unet_proj_2.", "decoder.unet_attnpool.")
-
-
-def decoder_config(tokenizer: KeyframeTokenizerConfig, overrides: Mapping[str, Any] | None = None) -> KeyframeDecoderConfig:
-    """The decoder that fits ``tokenizer``: codes of ``code_dim`` in, one query per patch, features of the encoder's
-    ``width`` out, the merger's width, depth and heads (the paper's decoder for the paper's tokenizer); ``overrides``
-    change any :class:`KeyframeDecoderConfig` field."""
-    t = tokenizer
-    base = dict(in_channels=t.code_dim, dim=t.width, depth=t.layers, num_heads=t.heads, num_queries=t.num_patches,
-                decoder_out_dim=t.width)
-    return KeyframeDecoderConfig.from_dict({**base, **dict(overrides or {})})
 
 
 class KeyframeTokenizer(CodebookUsageMixin, pl.LightningModule):

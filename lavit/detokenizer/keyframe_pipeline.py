@@ -39,7 +39,7 @@ from diffusers.utils import BaseOutput
 from torch import nn
 from tqdm.auto import tqdm
 
-from lavit.detokenizer.autoencoder import encode_keyframes, vae_scale_factor
+from lavit.detokenizer.autoencoder import _vae_dtype, encode_keyframes, vae_scale_factor
 from lavit.detokenizer.components import (
     IMAGE_DETOKENIZER_FOLDER,
     LAVIT_REPO,
@@ -112,7 +112,8 @@ class KeyframeDetokenizerPipeline:
         unet: a diffusers ``UNet2DConditionModel`` with ``cross_attention_dim`` = the decoder's prompt width (2048),
             ``addition_embed_type="text_time"`` and ``projection_class_embeddings_input_dim`` = pooled width (1280) +
             6 x ``addition_time_embed_dim``.
-        vae: ``AutoencoderKL`` whose ``latent_channels`` equal the U-Net's ``in_channels``.
+        vae: ``AutoencoderKL`` whose ``latent_channels`` equal the U-Net's ``in_channels``, or
+            ``lavit.detokenizer.PixelSpaceAutoencoder`` (pixel space: 3 channels, scaling factor 1; the CPU demo).
         scheduler: ``DDIMScheduler`` or ``EulerAncestralDiscreteScheduler`` (``load_image_scheduler``).
 
     Raises:
@@ -143,6 +144,8 @@ class KeyframeDetokenizerPipeline:
         self.unet = unet.eval()
         self.vae = vae.eval()
         self.scheduler = scheduler
+        self.image_size: tuple[int, int] | None = None  # native (h, w), set by load_keyframe_detokenizer_checkpoint
+        self.keyframe_tokenizer = None  # images -> code ids, set by load_keyframe_detokenizer_checkpoint
 
     # ---- placement -----------------------------------------------------------------------------
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "KeyframeDetokenizerPipeline":
@@ -262,12 +265,12 @@ class KeyframeDetokenizerPipeline:
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """``(B, c, h/8, w/8)`` -> ``(B, 3, h, w)`` float32 pixels in about [-1, 1] (``latents / scaling_factor``)."""
         vae = self.vae
-        dtype = next(vae.parameters()).dtype
+        dtype = _vae_dtype(vae)  # float32 for the parameterless PixelSpaceAutoencoder
         upcast = dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
         if upcast:
             vae.to(torch.float32)
         try:
-            z = (latents / vae.config.scaling_factor).to(next(vae.parameters()).dtype)
+            z = (latents / vae.config.scaling_factor).to(_vae_dtype(vae))
             return vae.decode(z).sample.to(torch.promote_types(torch.float32, z.dtype))
         finally:
             if upcast:
@@ -492,23 +495,33 @@ def load_keyframe_detokenizer(
     decoder_config: Any = "paper",
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
+    keyframe_tokenizer: str | os.PathLike[str] | None = None,
 ) -> KeyframeDetokenizerPipeline:
-    """A :class:`KeyframeDetokenizerPipeline` from a rain1011/Video-LaVIT-v1 root and / or explicit parts; nothing
-    downloads (diffusers ``local_files_only``).
+    """A :class:`KeyframeDetokenizerPipeline` from a rain1011/Video-LaVIT-v1 root and / or explicit parts, or from a
+    ``KeyframeDetokenizer`` training checkpoint; nothing downloads (diffusers ``local_files_only``).
 
     Args:
-        source: the Video-LaVIT root: ``visual_tokenizer/highres_tokenizer_decoder.bin`` (decoder),
+        source: a ``KeyframeDetokenizer`` checkpoint file (``.ckpt``: see
+            :func:`lavit.detokenizer.keyframe_checkpoint.load_keyframe_detokenizer_checkpoint`; only ``vae``, ``device``
+            and ``dtype`` apply, and ``keyframe_tokenizer`` replaces its stored tokenizer path), or the Video-LaVIT root:
+            ``visual_tokenizer/highres_tokenizer_decoder.bin`` (decoder),
             ``visual_tokenizer/tokenizer_encoder.bin`` (codebook ``quantize.embedding.weight``),
             ``image_detokenizer/{unet,vae,scheduler}``.
         decoder, codebook, unet, vae, scheduler: explicit paths (or built objects / tensors) that replace the
             root's; ``scheduler`` a folder or a scheduler object.
         decoder_config: the decoder's config (preset name, mapping or ``KeyframeDecoderConfig``; default "paper").
         device, dtype: passed to :meth:`KeyframeDetokenizerPipeline.to`.
+        keyframe_tokenizer: with a checkpoint ``source``: the keyframe tokenizer checkpoint to use instead of the
+            stored path.
 
     Raises:
         MissingComponentError: each missing folder or file named with its path and rain1011/Video-LaVIT-v1.
         lavit.weights.WeightsError / WeightsMismatchError, ValueError: unusable files or parts that do not fit.
     """
+    if source is not None and (Path(source).suffix == ".ckpt" or Path(source).expanduser().is_file()):
+        from lavit.detokenizer.keyframe_checkpoint import load_keyframe_detokenizer_checkpoint
+
+        return load_keyframe_detokenizer_checkpoint(source, keyframe_tokenizer=keyframe_tokenizer, vae=vae, device=device, dtype=dtype)
     root = None if source is None else Path(source).expanduser()
     if root is not None and not root.is_dir():
         raise MissingComponentError(root, "Video-LaVIT root folder (visual_tokenizer/, image_detokenizer/)", _where("/"))

@@ -12,7 +12,9 @@ Sources (:func:`load_multimodal_lm`):
   dropped); its config from the metadata (``lavit.multimodal_lm_config``: ``MultimodalLMConfig.to_dict()``, or
   ``lm_config``: a ``LlamaConfig`` dict as the parity fixtures store), else ``config=`` is required;
 * a Lightning checkpoint (``.ckpt``) of ``lightning_modules.MultimodalLM``: ``hyper_parameters["lm"]`` =
-  ``MultimodalLMConfig.to_dict()``, the Llama under the ``state_dict`` keys ``lm.*``.
+  ``MultimodalLMConfig.to_dict()``, the Llama under the ``state_dict`` keys ``lm.*``. A ``trainable: lora`` run holds
+  peft's layout (``lm.base_model.model.*``, ``base_layer`` + ``lora_A`` / ``lora_B``): the adapters are merged into
+  the base weights, ``W + (lora_alpha / lora_rank) B A`` (:func:`merge_lora`), so a plain Llama comes back.
 
 Every load is strict (missing, unexpected and mis-shaped keys named, :mod:`lavit.weights`); pickles are read with
 ``weights_only=True``. :func:`save_multimodal_lm` writes a folder plain transformers users load with
@@ -167,6 +169,41 @@ def _load_folder(folder: Path, config, vocabulary, dtype, attn_implementation: s
     return _finish(model, lm_config, skipped, folder)
 
 
+PEFT_PREFIX = "base_model.model."
+
+
+def merge_lora(state: Mapping[str, torch.Tensor], scaling: float, source: Any = "checkpoint") -> dict[str, torch.Tensor]:
+    """A peft LoRA state dict (``base_model.model.`` prefix, ``X.base_layer.weight``, ``X.lora_A.<adapter>.weight``
+    ``(r, in)``, ``X.lora_B.<adapter>.weight`` ``(out, r)``) -> the plain model's, each adapted weight replaced by
+    ``W + scaling * B @ A`` (computed in float32, stored in W's dtype); a state without peft keys is returned as is.
+
+    Raises:
+        WeightsError: an adapter without its base weight, or more than one adapter name on a layer.
+    """
+    if not any(k.startswith(PEFT_PREFIX) for k in state):
+        return dict(state)
+    plain = {k[len(PEFT_PREFIX):] if k.startswith(PEFT_PREFIX) else k: v for k, v in state.items()}
+    merged: dict[str, torch.Tensor] = {}
+    adapters: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in plain.items():
+        if ".lora_A." in key or ".lora_B." in key:
+            layer, rest = key.split(".lora_", 1)
+            side, adapter = rest[0], rest.split(".")[1]
+            adapters.setdefault(layer, {})[f"{side}.{adapter}"] = value
+        else:
+            merged[key.replace(".base_layer.", ".")] = value
+    for layer, parts in adapters.items():
+        names = {k.split(".", 1)[1] for k in parts}
+        weight = merged.get(f"{layer}.weight")
+        if weight is None or len(names) != 1 or len(parts) != 2:
+            raise WeightsError(source, f"LoRA adapters of {layer!r} ({sorted(parts)}) need exactly one lora_A / lora_B "
+                               "pair and the base_layer weight")
+        (name,) = names
+        delta = parts[f"B.{name}"].float() @ parts[f"A.{name}"].float()
+        merged[f"{layer}.weight"] = (weight.float() + scaling * delta).to(weight.dtype)
+    return merged
+
+
 def load_multimodal_lm(source: str | os.PathLike, config: MultimodalLMConfig | str | Mapping[str, Any] | None = None,
                        *, dtype: torch.dtype | str | None = None, attn_implementation: str = "sdpa", **vocabulary: Any):
     """A ``transformers.LlamaForCausalLM`` (eval mode) with the multimodal vocabulary, from a folder or a file.
@@ -232,6 +269,8 @@ def load_multimodal_lm(source: str | os.PathLike, config: MultimodalLMConfig | s
         state = {k[len("lm."):]: v for k, v in state.items() if k.startswith("lm.")}
         if not state:
             raise WeightsError(path, f"no 'lm.*' tensors in the checkpoint's state_dict (top-level names: {others})")
+        hyper = checkpoint.get("hyper_parameters") or {}
+        state = merge_lora(state, float(hyper.get("lora_alpha", 16)) / float(hyper.get("lora_rank", 8)), path)
     return _from_state(state, _config_of(config, vocabulary), vocabulary, path, attn_implementation)
 
 

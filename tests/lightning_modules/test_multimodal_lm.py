@@ -109,6 +109,28 @@ def test_lora_trains_adapters_and_media_rows_and_keeps_the_base_weights(tmp_path
             assert torch.equal(before[name], after[name]), name
 
 
+def test_a_lora_checkpoint_loads_as_a_plain_llama_with_the_adapters_merged(tmp_path):
+    from lavit.lm import load_multimodal_lm
+
+    torch.manual_seed(0)
+    model = MultimodalLM(lm=SMALL, trainable="lora", lora_rank=4, lora_alpha=12, lr=1e-2)
+    trainer = pl.Trainer(max_steps=4, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(model, train_dataloaders=_loader())
+    trainer.save_checkpoint(tmp_path / "lora.ckpt")
+    loaded = load_multimodal_lm(tmp_path / "lora.ckpt")
+    assert type(loaded).__name__ == "LlamaForCausalLM"
+    ids = next(iter(_loader()))["input_ids"]
+    model.lm.eval()
+    with torch.no_grad():
+        adapted = model.lm(input_ids=ids).logits  # peft's forward: base + dropout-free adapters
+        with model.lm.disable_adapter():
+            unadapted = model.lm(input_ids=ids).logits
+        merged = loaded(input_ids=ids).logits
+    assert (adapted - unadapted).abs().max() > 1e-3  # the adapters matter
+    torch.testing.assert_close(merged, adapted, atol=1e-5, rtol=1e-5)
+
+
 def test_predict_writes_one_json_line_per_prompt_with_well_formed_clips(tmp_path):
     torch.manual_seed(0)
     model = MultimodalLM(lm=SMALL, num_clips=2, max_keyframe_tokens=4, top_k=0)
