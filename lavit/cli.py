@@ -1,5 +1,5 @@
 """The pipeline commands of the ``lavit`` console script (``extract``, ``tokenize``, ``reconstruct-motion``,
-``reconstruct``, ``detokenize-image``, ``demo-data``), in plain Python: no Lightning import. The training subcommands (``fit``, ``validate``, ...)
+``reconstruct``, ``detokenize-image``, ``demo-data``, ``preprocess``, ``generate``, ``ask``), in plain Python: no Lightning import. The training subcommands (``fit``, ``validate``, ...)
 and the ``lightning`` console script live in ``lightning_modules.cli``.
 """
 
@@ -12,7 +12,9 @@ from pathlib import Path
 
 from lavit.video.defaults import DEFAULT_FPS, DEFAULT_MAX_CLIPS, DEFAULT_MIN_FRAMES
 
-PIPELINE_COMMANDS = ("extract", "tokenize", "reconstruct-motion", "reconstruct", "detokenize-image", "demo-data", "preprocess")
+PIPELINE_COMMANDS = ("extract", "tokenize", "reconstruct-motion", "reconstruct", "detokenize-image", "demo-data", "preprocess",
+                     "generate", "ask")
+DEFAULT_PIPELINE_CONFIG = "configs/pipelines/demo.yaml"
 
 
 def pipeline_main(argv: list[str]) -> int:
@@ -79,7 +81,7 @@ def print_pipeline_help() -> None:
 
 def _pipeline_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lavit", description="Video-LaVIT pipeline and training CLI.")
-    sub = parser.add_subparsers(dest="command", metavar="{extract,tokenize,reconstruct-motion,reconstruct,detokenize-image,demo-data,preprocess,fit,validate,test,predict}")
+    sub = parser.add_subparsers(dest="command", metavar="{extract,tokenize,reconstruct-motion,reconstruct,detokenize-image,demo-data,preprocess,generate,ask,fit,validate,test,predict}")
 
     p = sub.add_parser("extract", help="keyframes (PNG), motion (.npy) and motion pictures per clip")
     _add_clip_options(p)
@@ -156,6 +158,31 @@ def _pipeline_parser() -> argparse.ArgumentParser:
     s.add_argument("--field-size", type=_size, default=None, help="WxH of the motion fields (default 36x20, the paper's)")
     s.add_argument("--overwrite", action="store_true", help="replace shards made with other options")
 
+    g = sub.add_parser("generate", help="a video (.mp4, .gif) from a prompt, or from an image (--image); an image (.png) from a prompt")
+    g.add_argument("prompt", metavar="PROMPT", help="the text (may be empty with --image)")
+    g.add_argument("-o", "--output", type=_output_file, required=True, help=".mp4 / .mkv / .mov / .gif: video; .png: text-to-image")
+    g.add_argument("-c", "--config", type=Path, default=Path(DEFAULT_PIPELINE_CONFIG), help=f"pipeline config (default {DEFAULT_PIPELINE_CONFIG})")
+    g.add_argument("--clips", type=_number(int, 1, strict=False), default=1, help="clips: 24 + 23 (N - 1) frames (default 1)")
+    g.add_argument("--image", type=Path, default=None, help="image-to-video: animate this image (its keyframe codes prefix the motion)")
+    g.add_argument("--seed", type=int, default=0, help="same seed, same output")
+    g.add_argument("--chaining", choices=["renoise", "ddim_inversion", "none"], default=None,
+                   help="long videos: how clip k+1's keyframe starts from clip k's last frame (default: the config's)")
+    g.add_argument("--keyframe-guidance", type=_number(float, 0, strict=False), default=None, help="LM guidance of keyframe codes")
+    g.add_argument("--motion-guidance", type=_number(float, 0, strict=False), default=None, help="LM guidance of motion codes")
+    g.add_argument("--video-steps", type=_number(int, 1, strict=False), default=None, help="video detokenizer steps")
+    g.add_argument("--keyframe-steps", type=_number(int, 1, strict=False), default=None, help="keyframe detokenizer steps")
+    g.add_argument("--device", default=None, help="default: the config's")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    a = sub.add_parser("ask", help="answer a question about a video (understanding path), or caption it (--caption)")
+    a.add_argument("video", metavar="VIDEO", type=Path)
+    a.add_argument("question", metavar="QUESTION", nargs="?", default=None)
+    a.add_argument("-c", "--config", type=Path, default=Path(DEFAULT_PIPELINE_CONFIG), help=f"pipeline config (default {DEFAULT_PIPELINE_CONFIG})")
+    a.add_argument("--caption", action="store_true", help="describe the video (no QUESTION)")
+    a.add_argument("--max-clips", type=_number(int, 1, strict=False), default=DEFAULT_MAX_CLIPS, help="clips read from the video")
+    a.add_argument("--max-tokens", type=_number(int, 1, strict=False), default=None, help="answer length bound")
+    a.add_argument("--device", default=None, help="default: the config's")
+
     d = sub.add_parser("demo-data", help="render the embedded demo dataset (videos + manifest.csv)")
     d.add_argument("output_dir", type=Path)
     d.add_argument("--num-videos", type=_number(int, 1, strict=False), default=16)
@@ -225,6 +252,14 @@ def _pipeline(argv: list[str]) -> int:
         return 0
     if ns.command == "preprocess":
         return _preprocess(ns)
+    if ns.command == "generate":
+        from lavit.pipelines.generate_command import generate_command
+
+        return generate_command(ns)
+    if ns.command == "ask":
+        from lavit.pipelines.generate_command import ask_command
+
+        return ask_command(ns)
     if ns.command == "demo-data":
         from lavit.video.demo_data import make_demo_dataset
 

@@ -83,3 +83,14 @@ def test_multimodal_lm_benchmark_prints_mfu_ratios_and_constraint_overhead():
     overhead = [line for line in out.splitlines() if line.startswith("constraint overhead")]
     assert len(overhead) >= 2 and all("% budget)" in line for line in overhead), out
     assert "bf16 (training MFU, peak memory, generation): skipped (--quick)" in out, out
+
+
+@pytest.mark.slow
+def test_pipelines_benchmark_prints_each_stage_share_of_the_total():
+    out = _run(str(BENCHMARKS / "pipelines.py"), "--quick")
+    rows = {line.split()[0]: line.split() for line in out.splitlines()
+            if line.split() and line.split()[0] in ("lm", "keyframe_detokenizer", "motion_decode", "video_detokenizer",
+                                                    "vae_decode", "other", "total")}
+    assert len(rows) == 7 and rows["total"][2] == "100.0%", out
+    shares = sum(float(rows[name][2].rstrip("%")) for name in rows if name != "total")
+    assert abs(shares - 100.0) < 0.6, out  # the stages + other add up to the total measured in the same run

@@ -13,8 +13,9 @@ import yaml
 from lightning_modules.cli import lightning_cli
 
 ROOT = Path(__file__).resolve().parents[1]
-# configs/sweeps/ are not LightningCLI configs (lavit sweep reads them): tests/sweeps/test_config.py parses them
-CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if p.parent.name != "sweeps")
+# configs/sweeps/ and configs/pipelines/ are not LightningCLI configs (lavit sweep / lavit generate read them):
+# tests/sweeps/test_config.py and tests/pipelines/test_pipeline_config.py parse them
+CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if p.parent.name not in ("sweeps", "pipelines"))
 
 
 def test_configs_are_found():
