@@ -33,7 +33,7 @@ demo-generate: $(STAMP)
 	test -f outputs/keyframe_detokenizer_demo/checkpoints/last.ckpt || $(MAKE) demo-keyframe-detokenizer
 	test -f outputs/video_detokenizer_demo/checkpoints/last.ckpt || $(BIN)/lightning fit -c configs/video_detokenizer/demo.yaml
 	test -f outputs/multimodal_lm_demo/checkpoints/last.ckpt || $(BIN)/lightning fit -c configs/multimodal_lm/demo.yaml
-	$(BIN)/lavit generate "a red square moving left" -o outputs/generated.mp4 --clips 2 -c configs/pipelines/demo.yaml
+	$(BIN)/lavit generate "a textured block moves up while the camera pans left" -o outputs/generated.mp4 --clips 2 -c configs/pipelines/demo.yaml
 
 extract-demo: $(STAMP)
 	$(BIN)/lavit demo-data outputs/demo_data --num-videos 8

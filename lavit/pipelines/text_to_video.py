@@ -45,7 +45,7 @@ def check_prompts(prompts: str | Sequence[str]) -> list[str]:
         raise ValueError("no prompt given")
     for i, p in enumerate(items):
         if not isinstance(p, str) or not p.strip():
-            raise ValueError(f"prompt {i} is empty; give a text such as 'a red square moving left'")
+            raise ValueError(f"prompt {i} is empty; give a text such as 'a textured block moves up while the camera pans left'")
     return items
 
 

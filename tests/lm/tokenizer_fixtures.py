@@ -3,6 +3,8 @@
 - ``save_random_keyframe_tokenizer``: the ``tiny`` keyframe tokenizer (56 px, 64 codes) with random weights.
 - ``train_motion_tokenizer``: a ``demo``-preset motion VQ-VAE (8 x 16 field) trained briefly on demo clips, enough
   for tokenize -> detokenize to keep the sign of the horizontal pan (measured in tests/lm/test_motion_direction.py).
+  Its result is committed as ``tests/fixtures/lm_motion_tokenizer.safetensors`` (48 s of training per xdist worker
+  saved); delete that file and the next session trains and writes it again.
 - ``save_text_tokenizer``: a word-level ``tokenizers`` tokenizer over captions as a PreTrainedTokenizerFast folder
   (unk 0 / bos 1 / eos 2), standing in for ``lavit.lm.text_tokenizer`` in tests.
 
@@ -26,6 +28,7 @@ DEMO = dict(demo_num_videos=96, demo_duration=4.0, demo_fps=6.0)
 # tokenizer's: same seed); measured: 48 held-out captions, pan agreement ~0.9 against ~0.8 with 24 of the 96.
 LM_DEMO_VIDEOS = 192
 MOTION_FIELD = (8, 16)
+MOTION_TOKENIZER_FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "lm_motion_tokenizer.safetensors"
 
 
 def save_random_keyframe_tokenizer(path: str | Path, seed: int = 0) -> Path:
@@ -97,6 +100,7 @@ def build_lm_assets(base: Path) -> dict:
     """Render the demo into ``base/demo``, save the three tokenizers under ``base`` (reused when already there:
     a session fixture imported by several test modules builds them once)."""
     import json
+    import shutil
 
     done = base / "assets.json"
     if done.is_file():
@@ -105,7 +109,10 @@ def build_lm_assets(base: Path) -> dict:
     base.mkdir(parents=True, exist_ok=True)
     captions, motion = demo_motion(base / "demo")
     keyframe = save_random_keyframe_tokenizer(base / "keyframe_tokenizer.safetensors")
-    motion_path, seconds = train_motion_tokenizer(motion, base / "motion_tokenizer.safetensors")
+    motion_path, seconds = base / "motion_tokenizer.safetensors", 0.0
+    if not MOTION_TOKENIZER_FIXTURE.is_file():  # train_motion_tokenizer(demo_motion(...)) once, then committed
+        _, seconds = train_motion_tokenizer(motion, MOTION_TOKENIZER_FIXTURE)
+    shutil.copyfile(MOTION_TOKENIZER_FIXTURE, motion_path)
     save_text_tokenizer(captions, base / "text_tokenizer")
     assets = dict(demo_root=str(base / "demo"), lm_demo_root=str(base / "demo_lm"), keyframe_tokenizer=str(keyframe), motion_tokenizer=str(motion_path),
                   text_tokenizer=str(base / "text_tokenizer"), train_seconds=seconds)
