@@ -46,3 +46,19 @@ def test_streaming_variant_differs_only_in_data(config):
     decoding = yaml.safe_load((config.parent / (config.stem.removesuffix("_streaming") + ".yaml")).read_text())
     assert streaming["data"]["class_path"] == "StreamingClipDataModule"
     assert {k: v for k, v in streaming.items() if k != "data"} == {k: v for k, v in decoding.items() if k != "data"}
+
+
+def test_every_checkpoint_the_demo_pipeline_reads_is_written_by_its_demo_config():
+    """configs/pipelines/demo.yaml reads <stage>_demo/checkpoints/last.ckpt: each demo config's ModelCheckpoint must
+    write that file at the end of training, also when validation never runs (save_on_train_epoch_end)."""
+    pipeline = yaml.safe_load((ROOT / "configs" / "pipelines" / "demo.yaml").read_text())
+    written = {}
+    for config in (c for c in ROOT.glob("configs/*/demo.yaml") if c in CONFIGS):
+        for callback in yaml.safe_load(config.read_text())["trainer"].get("callbacks") or []:
+            if callback["class_path"].endswith("ModelCheckpoint"):
+                args = callback["init_args"]
+                assert args.get("save_on_train_epoch_end") is True, f"{config}: set save_on_train_epoch_end: true"
+                written[f"{args['dirpath']}/{args['filename']}.ckpt"] = config
+    for name, path in pipeline["checkpoints"].items():
+        if path.endswith(".ckpt"):
+            assert path in written, f"configs/pipelines/demo.yaml checkpoint {name}: no demo config writes {path}"

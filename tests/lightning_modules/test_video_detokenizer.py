@@ -266,6 +266,7 @@ def test_demo_config_learns_in_150_steps(tmp_path):
     and writes its reconstruction video (the full run is test_demo_config_learns_and_uses_motion, marked demo)."""
     initial, final, cli = _run_demo(tmp_path, "--trainer.max_steps=150")
     assert cli.model.last_video is not None and cli.model.last_video.is_file()
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()  # what configs/pipelines/demo.yaml reads
     assert final["val/loss"] <= 0.7 * initial["val/loss"]
 
 
