@@ -121,7 +121,7 @@ def _val_usage(tmp_path, root, dead_code_steps):
             "--data.init_args.field_size=[8,16]", "--model.init_args.tokenizer.field_size=[8,16]",
             # the mapping form: jsonargparse 4.53 rejects `--model.init_args.tokenizer.dead_code_steps=null`
             f"--model.init_args.tokenizer={{codebook_size: 64, dead_code_steps: {dead_code_steps}, decay: 0.99}}",
-            "--model.init_args.lr=1e-3", "--trainer.max_steps=100",
+            "--model.init_args.lr=1e-3", "--trainer.max_steps=60",
             "--trainer.limit_val_batches=null", "--trainer.check_val_every_n_epoch=1000",
             f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false", "--trainer.logger=false"]
     cli = lightning_cli(["fit", *args])
@@ -133,7 +133,8 @@ def _val_usage(tmp_path, root, dead_code_steps):
 def test_dead_code_restart_keeps_codebook_usage_high(tmp_path, usage_root):
     with_restart = _val_usage(tmp_path / "restart", usage_root, 20)
     without = _val_usage(tmp_path / "none", usage_root, "null")
-    print(f"val codebook usage after 100 steps: {with_restart:.3f} with dead-code restart, {without:.3f} without")
+    # measured: 0.719 with restart, 0.031 without (0.594 / 0.031 after 100 steps)
+    print(f"val codebook usage after 60 steps: {with_restart:.3f} with dead-code restart, {without:.3f} without")
     assert with_restart > 0.5
     assert without < with_restart - 0.2
 
