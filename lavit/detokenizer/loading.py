@@ -133,13 +133,22 @@ def _read_unet_config(path: Path) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k in _UNET_ARGS}
 
 
+def _hparams_config(hparams: Mapping[str, Any]) -> dict | None:
+    """A ``VideoDetokenizer`` checkpoint's ``hyper_parameters["detokenizer"]`` as a config dict: a mapping, or a preset
+    name (``detokenizer: demo`` in a YAML config) expanded to its preset."""
+    value = hparams.get("detokenizer")
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (str, VideoDetokenizerConfig)):
+        return VideoDetokenizerConfig.coerce(value).to_dict()
+    return None
+
+
 def _read_file(path: Path, use_ema: bool) -> VideoDetokenizerCheckpoint:
     raw = read_checkpoint(path)
     config = None
     if "state_dict" in raw and isinstance(raw["state_dict"], Mapping):  # a Lightning checkpoint
-        hparams = raw.get("hyper_parameters") or {}
-        if isinstance(hparams.get("detokenizer"), Mapping):
-            config = dict(hparams["detokenizer"])
+        config = _hparams_config(raw.get("hyper_parameters") or {})
         raw = raw["state_dict"]
     else:
         config = read_json_metadata(path, CONFIG_METADATA_KEY)
@@ -190,8 +199,7 @@ def read_video_detokenizer_checkpoint(source: str | os.PathLike | Mapping[str, A
     if isinstance(source, Mapping):
         config = None
         if "state_dict" in source and isinstance(source["state_dict"], Mapping):
-            hparams = source.get("hyper_parameters") or {}
-            config = dict(hparams["detokenizer"]) if isinstance(hparams.get("detokenizer"), Mapping) else None
+            config = _hparams_config(source.get("hyper_parameters") or {})
             source = source["state_dict"]
         return _checkpoint_of(source, "state dict", use_ema, config)
     if source is None:

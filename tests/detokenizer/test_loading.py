@@ -157,6 +157,11 @@ def test_lightning_checkpoint_picks_ema_or_model_weights(tiny, tmp_path):
                 "hyper_parameters": {"detokenizer": tiny.config.to_dict()}}, without_ema)
     assert_same(load_video_detokenizer(without_ema), tiny)
     assert not torch.equal(outputs(ema), outputs(tiny))
+    # a YAML config names the preset (`detokenizer: tiny`): the checkpoint stores the name, not the fields
+    by_name = tmp_path / "by_name.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in tiny.state_dict().items()},
+                "hyper_parameters": {"detokenizer": "tiny"}}, by_name)
+    assert_same(load_video_detokenizer(by_name), tiny)
 
 
 def test_sizes_are_inferred_only_heads_given(tmp_path):
