@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from lavit.lm.vocabulary import MultimodalVocabulary
-from lavit.pipelines.config import PipelineConfig
+from lavit.pipelines.config import GenerationSettings, PipelineConfig
 
 
 @dataclass
@@ -99,3 +99,14 @@ def check_keyframe_size(pipe, size: tuple[int, int] | None) -> tuple[int, int]:
         raise ValueError(f"generation.keyframe_size {size[0]}x{size[1]} (HxW) must be a multiple of {multiple} for this "
                          "keyframe detokenizer")
     return size
+
+
+def fit_keyframe_tokens(settings: GenerationSettings, pipe) -> GenerationSettings:
+    """``settings`` with ``max_keyframe_tokens`` (and ``min_keyframe_tokens``) at most the keyframe decoder's code limit
+    (``num_queries``: 256 at paper size, 16 for the demo's 56 px tokenizer), so the LM never writes a keyframe the
+    keyframe detokenizer cannot draw."""
+    if pipe is None:
+        return settings
+    limit = int(pipe.decoder.config.num_queries)
+    most = min(settings.max_keyframe_tokens, limit)
+    return settings.replace(max_keyframe_tokens=most, min_keyframe_tokens=min(settings.min_keyframe_tokens, most))

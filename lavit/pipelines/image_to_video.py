@@ -20,7 +20,7 @@ import torch
 from lavit.lm.generation import StageGenerator, generate_video
 from lavit.lm.processors import MediaGrammarLogitsProcessor
 from lavit.lm.vocabulary import VideoSegment
-from lavit.pipelines.components import (load_keyframe_detokenizer, load_keyframe_tokenizer, load_language_model, load_motion,
+from lavit.pipelines.components import (fit_keyframe_tokens, load_keyframe_detokenizer, load_keyframe_tokenizer, load_language_model, load_motion,
                                         load_video_detokenizer)
 from lavit.pipelines.config import STAGE_CHECKPOINTS, PipelineConfig
 from lavit.pipelines.outputs import TextToVideoOutput
@@ -84,7 +84,7 @@ class ImageToVideoPipeline(TextToVideoPipeline):
         if len(texts) != len(images):
             raise ValueError(f"{len(texts)} prompts for {len(images)} images")
         check_num_clips(num_clips)
-        settings = self.generation.replace(**generation_overrides)
+        settings = fit_keyframe_tokens(self.generation.replace(**generation_overrides), self.stages.keyframe_detokenizer)
         v = self.lm.vocab
         clock = StageClock({"lm": num_clips, **{s: num_clips for s in ("keyframe_detokenizer", "motion_decode",
                                                                  "video_detokenizer", "vae_decode")}},

@@ -8,7 +8,8 @@ from typing import Any, Sequence
 import torch
 
 from lavit.lm.generation import generate_image
-from lavit.pipelines.components import LanguageModel, check_keyframe_size, load_keyframe_detokenizer, load_language_model
+from lavit.pipelines.components import (LanguageModel, check_keyframe_size, fit_keyframe_tokens, load_keyframe_detokenizer,
+                                        load_language_model)
 from lavit.pipelines.config import STAGE_CHECKPOINTS, GenerationSettings, PipelineConfig
 from lavit.pipelines.outputs import TextToImageOutput
 from lavit.pipelines.text_to_video import _dtype, check_prompts, lm_sampling
@@ -43,7 +44,7 @@ class TextToImagePipeline:
         """-> :class:`TextToImageOutput`: per prompt an ``(h, w, 3)`` uint8 image and its code ids."""
         # 1. check inputs
         prompts = check_prompts(prompts)
-        settings = self.generation.replace(**generation_overrides)
+        settings = fit_keyframe_tokens(self.generation.replace(**generation_overrides), self.keyframe_detokenizer)
         size = check_keyframe_size(self.keyframe_detokenizer, settings.keyframe_size)
         clock = StageClock({"lm": 1, "keyframe_detokenizer": 1}, progress, self.keyframe_detokenizer.device)
         try:

@@ -30,7 +30,8 @@ from typing import Any, Sequence
 import torch
 
 from lavit.lm.generation import SamplingSettings, generate_video
-from lavit.pipelines.components import (LanguageModel, check_keyframe_size, load_keyframe_detokenizer, load_language_model,
+from lavit.pipelines.components import (LanguageModel, check_keyframe_size, fit_keyframe_tokens, load_keyframe_detokenizer,
+                                        load_language_model,
                                         load_motion, load_video_detokenizer)
 from lavit.pipelines.config import STAGE_CHECKPOINTS, GenerationSettings, PipelineConfig
 from lavit.pipelines.outputs import TextToVideoOutput
@@ -103,7 +104,7 @@ class TextToVideoPipeline:
     def check_inputs(self, prompts, num_clips: int, overrides: dict[str, Any]) -> tuple[list[str], GenerationSettings]:
         prompts = check_prompts(prompts)
         check_num_clips(num_clips)
-        settings = self.generation.replace(**overrides)
+        settings = fit_keyframe_tokens(self.generation.replace(**overrides), self.stages.keyframe_detokenizer)
         check_keyframe_size(self.stages.keyframe_detokenizer, settings.keyframe_size)
         return prompts, settings
 

@@ -39,6 +39,12 @@ def test_batched_prompts_give_stitched_videos_with_the_lm_codes(pipe):
     assert set(out.timings) == {"lm", "keyframe_detokenizer", "motion_decode", "video_detokenizer", "vae_decode"}
 
 
+def test_keyframes_never_hold_more_codes_than_the_keyframe_decoder_draws(pipe):
+    limit = pipe.stages.keyframe_detokenizer.decoder.config.num_queries  # 16 for the tiny decoder
+    out = pipe(PROMPTS[0], seed=0, progress=False, min_keyframe_tokens=limit + 40, max_keyframe_tokens=500)
+    assert [len(k) for k in out.keyframe_ids[0]] == [limit]  # both bounds clamped to the limit
+
+
 def test_seeded_runs_are_identical_and_seeds_differ(pipe):
     a = pipe(PROMPTS[0], seed=3, progress=False)
     b = pipe(PROMPTS[0], seed=3, progress=False)
