@@ -299,15 +299,12 @@ class KeyframeDetokenizerPipeline:
         return dict(cond=(prompt, dict(text_embeds=pooled, time_ids=time_ids)), guided=guided)
 
     def ddim_scheduler(self):
-        """The DDIM sampler of ``"ddim_inversion"``: the pipeline's scheduler if it is DDIM, else ``DDIMScheduler``
-        built from its config (``clip_sample`` off). Raises ValueError for a DDIM with clipping or thresholding (not
-        invertible)."""
+        """The DDIM sampler of ``"ddim_inversion"``: the pipeline's scheduler if it is a DDIM without clipping or
+        thresholding, else a ``DDIMScheduler`` built from its config with both off (clipping x0 is not invertible, so
+        the inverted-then-sampled path never clips, whatever the fresh-sample path does)."""
         from diffusers import DDIMScheduler
 
-        if isinstance(self.scheduler, DDIMScheduler):
-            if self.scheduler.config.clip_sample or self.scheduler.config.thresholding:
-                raise ValueError("ddim_inversion needs a DDIMScheduler with clip_sample=False and thresholding=False "
-                                 "(clipping x0 is not invertible)")
+        if isinstance(self.scheduler, DDIMScheduler) and not (self.scheduler.config.clip_sample or self.scheduler.config.thresholding):
             return self.scheduler
         return DDIMScheduler.from_config(self.scheduler.config, clip_sample=False, thresholding=False)
 

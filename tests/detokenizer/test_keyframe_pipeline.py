@@ -265,3 +265,16 @@ def test_missing_parts_name_the_file_and_the_source(tmp_path, pipe, missing):
 def test_missing_root_is_named(tmp_path):
     with pytest.raises(MissingComponentError, match="nowhere"):
         lavit.load_keyframe_detokenizer(tmp_path / "nowhere")
+
+
+def test_ddim_inversion_of_a_clipping_ddim_runs_an_unclipped_copy(pipe):
+    from diffusers import DDIMScheduler
+
+    clipping = KeyframeDetokenizerPipeline(pipe.decoder, pipe.codebook, pipe.unet, pipe.vae,
+                                           DDIMScheduler.from_config(pipe.scheduler.config, clip_sample=True))
+    inversion = clipping.ddim_scheduler()
+    assert inversion is not clipping.scheduler and not inversion.config.clip_sample
+    assert clipping.scheduler.config.clip_sample  # fresh samples still clip
+    assert {k: v for k, v in inversion.config.items() if k not in ("clip_sample", "_use_default_values")} == \
+        {k: v for k, v in clipping.scheduler.config.items() if k not in ("clip_sample", "_use_default_values")}
+    assert pipe.ddim_scheduler() is pipe.scheduler  # an unclipped DDIM is used as it is
