@@ -69,7 +69,9 @@ class GenerationSettings:
     when its checkpoint records one, else the official 576 x 1024). Video detokenizer:
     ``video_steps`` (25), ``min_guidance`` / ``max_guidance`` (1 -> 4), ``video_size`` (H, W; None = the checkpoint's
     training size, else 320 x 576). Long videos: ``chaining``, ``inverse_rate`` (0.85). Output ``fps`` (6).
-    Understanding: ``max_answer_tokens``.
+    Understanding: ``max_answer_tokens``; ``understanding_keyframes``: ``"features"`` (official: continuous
+    ``vit_proj`` features of the kept patches, as wide as the LM) or ``"codes"`` (the keyframe code ids as tokens:
+    the all-discrete input, for an LM such as the demo's that only ever saw codes).
     """
 
     keyframe_guidance: float = 4.0
@@ -92,8 +94,11 @@ class GenerationSettings:
     inverse_rate: float = 0.85
     fps: float = 6.0
     max_answer_tokens: int = 128
+    understanding_keyframes: str = "features"
 
     def __post_init__(self):
+        if self.understanding_keyframes not in ("features", "codes"):
+            raise ValueError(f"generation.understanding_keyframes must be 'features' or 'codes', got {self.understanding_keyframes!r}")
         if self.chaining not in CHAININGS:
             raise ValueError(f"generation.chaining must be one of {CHAININGS}, got {self.chaining!r}")
         for name in ("keyframe_steps", "video_steps", "min_keyframe_tokens", "max_keyframe_tokens", "max_answer_tokens"):

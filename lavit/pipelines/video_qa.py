@@ -1,7 +1,8 @@
 """``VideoQAPipeline``: a video and a question -> the answer text (the understanding path).
 
 Per clip (``extract_clips`` with the motion tokenizer's clip settings, at most ``max_clips``): continuous keyframe
-features (``KeyframeTokenizer.encode_features``, official) and motion code ids (``MotionTokenizer.tokenize``) are
+features (``KeyframeTokenizer.encode_features``, official; or the keyframe code ids with
+``understanding_keyframes: codes``) and motion code ids (``MotionTokenizer.tokenize``) are
 spliced at ``<video>`` of the Vicuna v1 prompt ``SYSTEM USER: <video>\\n{question} ASSISTANT:``
 (``lavit.lm.conversation.build_prompt``, ``prepare_understanding_inputs``); the answer is greedy, text ids only
 (``MediaGrammarLogitsProcessor(mode="text")``), cut at the official stop keyword. Captioning asks
@@ -16,6 +17,7 @@ from typing import Any, Sequence
 import torch
 
 from lavit.lm.conversation import build_prompt, postprocess_answer, tokenize_prompt
+from lavit.lm.vocabulary import VideoSegment
 from lavit.lm.understanding import VideoFeatures, prepare_understanding_inputs
 from lavit.pipelines.components import LanguageModel, load_keyframe_tokenizer, load_language_model, load_motion
 from lavit.pipelines.config import STAGE_CHECKPOINTS, GenerationSettings, PipelineConfig
@@ -68,12 +70,22 @@ class VideoQAPipeline:
         before any model work."""
         return read_clips(video, self.clip_options, max_clips)
 
+    def check_keyframe_input(self, settings: GenerationSettings) -> None:
+        """``"features"`` needs ``vit_proj`` as wide as the LM (ValueError suggesting ``"codes"`` otherwise)."""
+        width, hidden = self.keyframe_tokenizer.config.llm_embed_dim, self.lm.model.config.hidden_size
+        if settings.understanding_keyframes == "features" and width != hidden:
+            raise ValueError(f"generation.understanding_keyframes 'features': the keyframe tokenizer's vit_proj gives "
+                             f"{width}-wide features but the LM is {hidden} wide; use 'codes' (keyframe code ids as tokens) "
+                             "for an LM trained on discrete keyframes, such as the demo's")
+
     @torch.no_grad()
-    def features(self, clips) -> VideoFeatures:
-        """``VideoClips`` -> continuous keyframe features ``(n_k, hidden)`` per clip + ``(K, 135)`` motion ids."""
+    def features(self, clips, keyframes: str = "features") -> VideoFeatures:
+        """``VideoClips`` -> per clip the keyframe's continuous features ``(n_k, hidden)`` (``"features"``) or code ids
+        ``(n_k,)`` (``"codes"``), + ``(K, 135)`` motion ids."""
         device = next(self.keyframe_tokenizer.parameters()).device
         images = preprocess_keyframes(clips.keyframes, self.keyframe_tokenizer.config.img_size).to(device)
-        keyframes = self.keyframe_tokenizer.encode_features(images, selection="deterministic")
+        encode = self.keyframe_tokenizer.encode_features if keyframes == "features" else self.keyframe_tokenizer.tokenize
+        keyframes = encode(images, selection="deterministic")
         motion = self.motion_tokenizer.tokenize(clips.motion.to(next(self.motion_tokenizer.parameters()).device))
         return VideoFeatures([k.cpu() for k in keyframes], motion.cpu())
 
@@ -88,13 +100,17 @@ class VideoQAPipeline:
         # 1. check inputs, read the clips
         questions = check_questions(questions)
         settings = self.generation.replace(**generation_overrides)
+        self.check_keyframe_input(settings)
         clips = self.read(video, max_clips) if isinstance(video, (str, os.PathLike)) else video
         # 2. media features and the Vicuna v1 prompt
-        media = self.features(clips)
+        media = self.features(clips, settings.understanding_keyframes)
         model, vocab = self.lm.model, self.lm.vocab
         ids = [torch.tensor(tokenize_prompt(build_prompt(q, "video"), self.lm.tokenizer)) for q in questions]
         embed = model.get_input_embeddings()
-        media = VideoFeatures([k.to(embed.weight) for k in media.keyframes], media.motion.to(embed.weight.device))
+        if settings.understanding_keyframes == "codes":  # all-discrete: [IMG] codes [/IMG] [MOV] codes [/MOV] per clip
+            media = VideoSegment(list(media.keyframes), list(media.motion))
+        else:
+            media = VideoFeatures([k.to(embed.weight) for k in media.keyframes], media.motion.to(embed.weight.device))
         spliced = prepare_understanding_inputs(ids, embed, [media] * len(ids), vocab, padding_side="left", pad_id=vocab.unk_id,
                                                max_length=model.config.max_position_embeddings)
         # 3. greedy answer, text ids only

@@ -103,6 +103,36 @@ def test_video_qa_answers_from_the_spliced_prompt(pipeline_config, media):
         assert answer.tolist() == ([] if expected == v.eos_id else [expected])
 
 
+def test_video_qa_with_keyframe_codes_splices_the_all_discrete_ids(pipeline_config, media):
+    """``understanding_keyframes: codes``: the prompt holds ``[IMG] keyframe code ids [/IMG] [MOV] motion ids [/MOV]``
+    per clip as plain tokens; the first answer token is the LM's argmax (over text ids) on those ids."""
+    pipe = VideoQAPipeline.from_config(pipeline_config)
+    clips = pipe.read(media / "pan.mp4", max_clips=2)
+    out = pipe(clips, "what is moving in the video", max_answer_tokens=1, understanding_keyframes="codes")
+    model, v = pipe.lm.model, pipe.lm.vocab
+    media_ids = pipe.features(clips, "codes")
+    ids = tokenize_prompt(build_prompt("what is moving in the video", "video"), pipe.lm.tokenizer)
+    at = ids.index(VIDEO_PLACEHOLDER)
+    video = []
+    for codes, motion in zip(media_ids.keyframes, media_ids.motion):
+        assert not codes.is_floating_point()
+        video += [v.img_start, *(codes + v.visual_offset).tolist(), v.img_end, v.mov_start, *(motion + v.motion_offset).tolist(), v.mov_end]
+    logits = model(input_ids=torch.tensor([ids[:at] + video + ids[at + 1:]])).logits[0, -1, : v.text_size]
+    expected = int(logits.argmax())
+    assert out.answer_ids[0].tolist() == ([] if expected == v.eos_id else [expected])
+
+
+def test_features_wider_than_the_lm_are_refused_with_a_hint(pipeline_config, monkeypatch):
+    import dataclasses
+
+    pipe = VideoQAPipeline.from_config(pipeline_config)
+    hidden = pipe.lm.model.config.hidden_size
+    monkeypatch.setattr(pipe.keyframe_tokenizer, "config", dataclasses.replace(pipe.keyframe_tokenizer.config, llm_embed_dim=4 * hidden))
+    with pytest.raises(ValueError, match="use 'codes'"):
+        pipe.check_keyframe_input(pipe.generation.replace(understanding_keyframes="features"))
+    pipe.check_keyframe_input(pipe.generation.replace(understanding_keyframes="codes"))  # codes need no vit_proj
+
+
 def test_ask_cli_prints_an_answer_and_refuses_undecodable_videos_before_loading(pipeline_config, media, tmp_path, capsys):
     rc, stdout, err = run_lavit(capsys, "ask", media / "pan.mp4", "what is moving", "-c", pipeline_config, "--max-clips", "1")
     assert rc == 0, err
