@@ -1,9 +1,5 @@
 """Seeded random-weight feature networks: metrics that run with no weight file (the demo sweep, tests).
 
-``RandomI3D`` is the real I3D architecture (``metrics.networks.InceptionI3d``) with seeded random weights (what the
-demo sweep's FVD / KVD use); ``RandomVideoNetwork`` / ``RandomFrameNetwork`` are cheap pooled random projections
-for tests and for FID (Inception-v3 has no weight-free build in torch-fidelity).
-
 Their numbers rank sets by pixel statistics only and are not comparable to any paper; tables label the rows
 of a metric built on one "random-weight networks" (``random_weights = True`` marks them).
 """
@@ -13,21 +9,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from metrics.networks.i3d import InceptionI3d
-
-
-class RandomI3D(InceptionI3d):
-    """``InceptionI3d`` (400 logits, pytorch-i3d layout) with weights drawn from ``seed`` (PyTorch's default init under
-    ``torch.manual_seed(seed)``; the global RNG is left as it was): ``(B, 3, T, H, W)`` in [-1, 1] -> ``(B, 400)``."""
-
-    random_weights = True
-
-    def __init__(self, seed: int = 0):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            super().__init__()
-        self.eval()
 
 
 class RandomVideoNetwork(nn.Module):

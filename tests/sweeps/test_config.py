@@ -5,7 +5,6 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 
 from datamodules.prompts import PendingShardSampler, PromptDataset
 from lavit.sweeps import item_seed, load_sweep_config, read_prompts, sweep_config_from_dict
@@ -140,19 +139,3 @@ def test_checkpoint_a_pipeline_config_names_but_is_missing(sweep_data, tmp_path)
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "lm")):
         run_sweep(config, progress=False)
     assert not (tmp_path / "out").exists()
-
-
-def test_random_i3d_is_the_real_architecture_seeded_and_leaves_the_global_rng_alone():
-    from metrics.networks.i3d import InceptionI3d
-
-    from lavit.sweeps.random_networks import RandomI3D, uses_random_weights
-
-    torch.manual_seed(123)
-    expected = torch.rand(1)
-    torch.manual_seed(123)
-    a, b, c = RandomI3D(0), RandomI3D(0), RandomI3D(1)
-    assert torch.equal(torch.rand(1), expected)  # the global RNG did not move
-    assert isinstance(a, InceptionI3d) and uses_random_weights(a)
-    assert set(a.state_dict()) == set(InceptionI3d().state_dict())
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
-    assert not torch.equal(a.logits.conv3d.weight, c.logits.conv3d.weight)
