@@ -20,14 +20,14 @@ import torch
 from lavit.lm.generation import StageGenerator, generate_video
 from lavit.lm.processors import MediaGrammarLogitsProcessor
 from lavit.lm.vocabulary import VideoSegment
-from lavit.pipelines.components import (fit_keyframe_tokens, load_keyframe_detokenizer, load_keyframe_tokenizer, load_language_model, load_motion,
+from lavit.pipelines.components import (fit_keyframe_tokens, load_keyframe_detokenizer, load_keyframe_tokenizer,
+                                        load_language_model, load_motion,
                                         load_video_detokenizer)
 from lavit.pipelines.config import STAGE_CHECKPOINTS, PipelineConfig
 from lavit.pipelines.outputs import TextToVideoOutput
-from lavit.pipelines.stitch import stitch_clips
 from lavit.pipelines.text_to_video import TextToVideoPipeline, _dtype, check_num_clips, lm_sampling
 from lavit.pipelines.tokenize import keyframe_code_ids
-from lavit.pipelines.video_stages import StageClock, VideoStages
+from lavit.pipelines.video_stages import StageClock, VideoStages, video_output
 
 
 def read_image(path: str | os.PathLike) -> torch.Tensor:
@@ -120,26 +120,11 @@ class ImageToVideoPipeline(TextToVideoPipeline):
                         max_keyframe_tokens=settings.max_keyframe_tokens)
                     segments = [VideoSegment(s.keyframes + m.keyframes, s.motion + m.motion) for s, m in zip(segments, more)]
             # 4. per clip: keyframe (the image itself for clip 0), motion decode, video, VAE decode
-            clips, keyframes, latents, previous = [], [], [], None
-            for k in range(num_clips):
-                if k == 0:
-                    image, latent = torch.stack([_fit(im, images[0].shape) for im in images]), None
-                else:
-                    init = previous if settings.chaining != "none" else None
-                    image, latent = self.stages.keyframes([s.keyframes[k] for s in segments], settings, seed + k, init, clock)
-                video = self.stages.clip(image, [s.motion[k] for s in segments], settings, seed + k, clock)
-                clips.append(video)
-                keyframes.append(image)
-                latents.append(latent)
-                previous = video[:, -1]
+            first = torch.stack([_fit(im, images[0].shape) for im in images])
+            clips, keyframes, latents = self.stages.chain(segments, settings, seed, clock, first_keyframes=first)
         finally:
             timings = clock.close()
-        videos = [stitch_clips([c[i] for c in clips]) for i in range(len(images))]
-        return TextToVideoOutput(videos=videos, fps=settings.fps, keyframe_ids=[list(s.keyframes) for s in segments],
-                                 motion_ids=[list(s.motion) for s in segments],
-                                 keyframes=[[kf[i] for kf in keyframes] for i in range(len(images))],
-                                 keyframe_latents=[[z[i] for z in latents if z is not None] for i in range(len(images))],
-                                 timings=timings)
+        return video_output(segments, clips, keyframes, latents, settings, timings)
 
 
 def _fit(image: torch.Tensor, shape) -> torch.Tensor:

@@ -35,8 +35,7 @@ from lavit.pipelines.components import (LanguageModel, check_keyframe_size, fit_
                                         load_motion, load_video_detokenizer)
 from lavit.pipelines.config import STAGE_CHECKPOINTS, GenerationSettings, PipelineConfig
 from lavit.pipelines.outputs import TextToVideoOutput
-from lavit.pipelines.stitch import stitch_clips
-from lavit.pipelines.video_stages import StageClock, VideoStages
+from lavit.pipelines.video_stages import StageClock, VideoStages, video_output
 
 
 def check_prompts(prompts: str | Sequence[str]) -> list[str]:
@@ -139,23 +138,11 @@ class TextToVideoPipeline:
                     motion_sampling=motion_sampling, min_keyframe_tokens=settings.min_keyframe_tokens,
                     max_keyframe_tokens=settings.max_keyframe_tokens, seed=seed)
             # 3. per clip: keyframe (chained from the previous clip's last frame), motion decode, video, VAE decode
-            clips, keyframes, latents, previous = [], [], [], None
-            for k in range(num_clips):
-                init = previous if settings.chaining != "none" else None
-                image, latent = self.stages.keyframes([s.keyframes[k] for s in segments], settings, seed + k, init, clock)
-                video = self.stages.clip(image, [s.motion[k] for s in segments], settings, seed + k, clock)
-                clips.append(video)
-                keyframes.append(image)
-                latents.append(latent)
-                previous = video[:, -1]
+            clips, keyframes, latents = self.stages.chain(segments, settings, seed, clock)
         finally:
             timings = clock.close()
         # 4. stitch: 24 + 23 (N - 1) frames
-        videos = [stitch_clips([c[i] for c in clips]) for i in range(len(prompts))]
-        return TextToVideoOutput(videos=videos, fps=settings.fps, keyframe_ids=[list(s.keyframes) for s in segments],
-                                 motion_ids=[list(s.motion) for s in segments],
-                                 keyframes=[[kf[i] for kf in keyframes] for i in range(len(prompts))],
-                                 keyframe_latents=[[z[i] for z in latents] for i in range(len(prompts))], timings=timings)
+        return video_output(segments, clips, keyframes, latents, settings, timings)
 
 
 def _dtype(dtype, config: PipelineConfig) -> torch.dtype | None:

@@ -112,6 +112,39 @@ class VideoStages:
             frames = to_uint8_frames(decode_latents(pipe.vae, latents.to(pipe.dtype), 8))
         return frames.cpu()
 
+    def chain(self, segments: Sequence, settings: GenerationSettings, seed: int, clock: StageClock,
+              first_keyframes: torch.Tensor | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor], list]:
+        """All clips of a batch of ``VideoSegment`` s: clip k's keyframe (``first_keyframes`` ``(B, h, w, 3)`` for k = 0
+        when given, else drawn from the codes, continued from clip k - 1's last frame unless ``chaining`` is "none"),
+        then the clip; clip k draws from seed ``seed + k``. -> (clips ``(B, T, H, W, 3)``, keyframes ``(B, h, w, 3)``,
+        keyframe latents (None for a given keyframe)), one entry per clip."""
+        clips, keyframes, latents, previous = [], [], [], None
+        for k in range(len(segments[0].keyframes)):
+            if k == 0 and first_keyframes is not None:
+                image, latent = first_keyframes, None
+            else:
+                init = previous if settings.chaining != "none" else None
+                image, latent = self.keyframes([s.keyframes[k] for s in segments], settings, seed + k, init, clock)
+            video = self.clip(image, [s.motion[k] for s in segments], settings, seed + k, clock)
+            clips.append(video)
+            keyframes.append(image)
+            latents.append(latent)
+            previous = video[:, -1]
+        return clips, keyframes, latents
+
+
+def video_output(segments: Sequence, clips: list[torch.Tensor], keyframes: list[torch.Tensor], latents: list,
+                 settings: GenerationSettings, timings: dict[str, float]):
+    """:meth:`VideoStages.chain`'s clips stitched per row (24 + 23 (N - 1) frames) -> ``TextToVideoOutput``."""
+    from lavit.pipelines.outputs import TextToVideoOutput
+    from lavit.pipelines.stitch import stitch_clips
+
+    rows = range(len(segments))
+    return TextToVideoOutput(videos=[stitch_clips([c[i] for c in clips]) for i in rows], fps=settings.fps,
+                             keyframe_ids=[list(s.keyframes) for s in segments], motion_ids=[list(s.motion) for s in segments],
+                             keyframes=[[kf[i] for kf in keyframes] for i in rows],
+                             keyframe_latents=[[z[i] for z in latents if z is not None] for i in rows], timings=timings)
+
 
 @contextmanager
 def _null():
