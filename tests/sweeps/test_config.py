@@ -131,8 +131,7 @@ def test_unset_environment_variable_is_a_clear_error(monkeypatch):
 
 def test_checkpoint_a_pipeline_config_names_but_is_missing(sweep_data, tmp_path):
     """The pipeline config exists; a checkpoint it names does not: the error names it, before any generation."""
-    pipeline_config = pytest.importorskip("lavit.pipelines.config", reason="lavit.pipelines.PipelineConfig not merged yet")
-    names = pipeline_config.REQUIRED_CHECKPOINTS
+    from lavit.pipelines.config import REQUIRED_CHECKPOINTS as names
     (tmp_path / "pipeline.yaml").write_text("checkpoints:\n" + "".join(f"  {n}: {tmp_path / n}\n" for n in names))
     config = write_sweep(sweep_data, tmp_path / "out", tmp_path / "s.yaml", generator=None,
                          grid={"checkpoint": [str(tmp_path / "pipeline.yaml")]})

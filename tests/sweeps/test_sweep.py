@@ -14,6 +14,7 @@ from lavit.sweeps import load_sweep_config
 from lavit.video.frames import read_frames
 from lightning_modules.sweep import run_sweep
 from tests.sweeps.conftest import NUM_PROMPTS, write_sweep
+from tests.pipelines.pipeline_fixtures import VIDEO_SIZE, pipeline_config  # noqa: F401  (session fixture)
 from tests.sweeps.noisy_reference import NoisyReference
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,3 +114,23 @@ def test_long_video_tail_protocol(sweep_data, tmp_path):
     assert len(tails) == NUM_PROMPTS and read_frames(tails[0], 16, size=None).shape[0] == 16
     assert read_frames(tmp_path / "out" / "seed0" / "videos" / "00000.mp4", 32, size=None).shape[0] == 32  # 24 + 23, cut to 32
     assert len(rows) == 1 and abs(rows[0]["fvd"]) < 1e-3  # a still video: first and last frames are the same frame
+
+
+@pytest.mark.slow
+def test_sweep_over_the_text_to_video_pipeline(sweep_data, pipeline_config, tmp_path):
+    """The default generator: TextToVideoPipeline from a pipeline config (the tiny random components), a grid over
+    keyframe guidance; every prompt gets a 24-frame video of the pipeline's size and fps, and every point a row."""
+    config = write_sweep(sweep_data, tmp_path / "out", tmp_path / "sweep.yaml", generator=None,
+                         grid={"checkpoint": [str(pipeline_config)], "keyframe_guidance": [1.0, 50.0], "video_steps": [2],
+                               "seed": [0]}, video={"num_clips": 1})
+    out = run_sweep(config, progress=False)
+    rows = [r for r in out["rows"] if r["kind"] == "sweep"]
+    assert len(rows) == 2 and all(r["videos"] == NUM_PROMPTS and r["fvd"] >= 0 for r in rows)
+    folders = sorted(p for p in (tmp_path / "out").iterdir() if (p / "manifest.csv").is_file())
+    assert len(folders) == 2
+    for folder in folders:
+        with open(folder / "manifest.csv") as f:
+            manifest = list(csv.DictReader(f))
+        assert len(manifest) == NUM_PROMPTS
+        video = read_frames(folder / manifest[0]["video"], 24, size=None)
+        assert video.shape == (24, 3, *VIDEO_SIZE)
