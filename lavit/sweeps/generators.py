@@ -8,8 +8,6 @@ the grid's ``checkpoint`` value is passed as the ``checkpoint`` init argument wh
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 from pathlib import Path
 
@@ -77,20 +75,18 @@ def _pipeline_config(path: str):
 
 
 class _ManifestVideos:
-    """Videos of a CSV / JSONL manifest (columns ``video`` and ``caption``; paths relative to the manifest),
-    looked up by caption."""
+    """Videos of a manifest (``datamodules.manifest.read_manifest``: CSV / TSV / JSONL / JSON, video and caption
+    columns, paths relative to the manifest), looked up by caption."""
 
     def __init__(self, videos: str | os.PathLike, fps: float | None = None, clip_frames: int = CLIP_FRAMES):
+        from datamodules.manifest import read_manifest  # lazy, as lavit.cli does: the datamodules package imports Lightning
+
         self.manifest = Path(videos)
         if not self.manifest.is_file():
             raise FileNotFoundError(f"reference video manifest not found: {self.manifest}")
         self.by_caption: dict[str, Path] = {}
-        for row in _manifest_rows(self.manifest):
-            video, caption = row.get("video") or row.get("path"), row.get("caption") or row.get("text")
-            if not video or caption is None:
-                raise ValueError(f"{self.manifest}: rows need 'video' and 'caption' columns, got {sorted(row)}")
-            path = Path(video) if Path(video).is_absolute() else self.manifest.parent / video
-            self.by_caption.setdefault(str(caption).strip(), path)
+        for record in read_manifest(self.manifest):
+            self.by_caption.setdefault(record.caption.strip(), record.path)
         self.fps = fps if fps is not None else _stream_fps(next(iter(self.by_caption.values())))
         self.clip_frames = clip_frames
 
@@ -126,12 +122,3 @@ def _stream_fps(path: Path) -> float:
         return float(stream.average_rate or 8.0)
     finally:
         container.close()
-
-
-def _manifest_rows(path: Path) -> list[dict]:
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        return [json.loads(line) for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
-    if path.suffix.lower() in (".csv", ".tsv"):
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            return list(csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
-    raise ValueError(f"{path}: reference videos need a .csv or .jsonl manifest, got {path.suffix!r}")
