@@ -262,7 +262,7 @@ def _run_demo(tmp_path, *overrides):
 
 @pytest.mark.slow
 def test_demo_config_learns_in_150_steps(tmp_path):
-    """CI's learning proof: the demo config cut to 150 of its 600 steps already lowers validation EDM loss by 30%
+    """CI's learning proof: the demo config cut to 150 of its 450 steps already lowers validation EDM loss by 30%
     and writes its reconstruction video (the full run is test_demo_config_learns_and_uses_motion, marked demo)."""
     initial, final, cli = _run_demo(tmp_path, "--trainer.max_steps=150")
     assert cli.model.last_video is not None and cli.model.last_video.is_file()
