@@ -55,6 +55,7 @@ import av  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lavit.video import extract_clips, read_motion, transcode_to_mpeg4  # noqa: E402
+from lavit.video.pixels import from_rgb  # noqa: E402
 from lavit.video.transcode import open_video  # noqa: E402
 
 FARNEBACK = (0.5, 3, 15, 3, 5, 1.2, 0)  # pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, flags
@@ -163,7 +164,7 @@ def synthetic_video(path: Path, width: int, height: int, fps: int, duration: flo
             ox = int((width * 3 // 4 + obj_v[0] * i) % (width - obj_w))
             oy = int((height // 4 + obj_v[1] * i) % (height - obj_h))
             img[oy : oy + obj_h, ox : ox + obj_w] = block
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame = from_rgb(img, stream.pix_fmt)
             frame.pts = i
             for packet in stream.encode(frame):
                 container.mux(packet)

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
+from lavit.video.pixels import from_rgb
+
 
 def reconstruction_metrics(reconstruction: torch.Tensor, truth: torch.Tensor) -> dict[str, torch.Tensor]:
     """PSNR (dB) and SSIM over frames 1..T-1 of ``(N, T, 3, H, W)`` videos in [-1, 1]; ``*_keyframe`` = the baseline
@@ -42,7 +44,7 @@ def write_side_by_side(truth: torch.Tensor, reconstruction: torch.Tensor, path: 
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": "18", "preset": "veryfast"}
         for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[: stream.height, : stream.width]), format="rgb24")):
+            for packet in stream.encode(from_rgb(frame[: stream.height, : stream.width], stream.pix_fmt)):
                 container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)

@@ -18,6 +18,7 @@ import av
 import numpy as np
 
 from lavit.shards.format import decode_image, encode_image
+from lavit.video.pixels import to_rgb
 
 FRAMES_FORMATS = ("mp4", "jpeg")
 
@@ -65,5 +66,5 @@ def decode_frames(data: bytes, options: Any) -> np.ndarray:
         hwc = np.stack(out)
     else:
         with av.open(io.BytesIO(data), "r") as container:
-            hwc = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+            hwc = np.stack([to_rgb(f) for f in container.decode(video=0)])
     return np.ascontiguousarray(hwc.transpose(0, 3, 1, 2))

@@ -6,11 +6,14 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from lavit.video.pixels import EXACT_BICUBIC
+
 from lavit.video.validation import check_size
 
 # swscale's bicubic widens its kernel by the downscaling factor, so it is antialiased (within ~1.3 grey
 # levels mean of torch's bicubic antialias=True on real frames), and converts YUV to RGB in the same pass.
-INTERPOLATION = "BICUBIC"
+# Exact: the same pixels on every CPU (lavit.video.pixels).
+INTERPOLATION = EXACT_BICUBIC
 
 
 class FrameResizer:

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from lavit.video.errors import VideoDecodeError
+from lavit.video.pixels import to_rgb
 from lavit.video.transcode import open_video
 from lavit.video.validation import check_choice, check_positive
 
@@ -36,7 +37,7 @@ def read_frames(path: str | os.PathLike, num_frames: int, where: str = "first", 
         for i, frame in enumerate(container.decode(stream)):
             if i < skip:
                 continue
-            frames.append(torch.from_numpy(frame.to_ndarray(format="rgb24")))
+            frames.append(torch.from_numpy(to_rgb(frame)))
             if len(frames) == num_frames:
                 break
     except av.error.FFmpegError as err:

@@ -15,6 +15,7 @@ import av
 import numpy as np
 
 from lavit.video.errors import VideoDecodeError
+from lavit.video.pixels import to_rgb
 from lavit.video.transcode import VideoSource, open_video, source_name
 
 MACROBLOCK = 16
@@ -46,7 +47,7 @@ class CompressedVideo:
 
     def keyframe_rgb(self, index: int) -> np.ndarray:
         """(H, W, 3) uint8 RGB of the I-frame at ``index``."""
-        return self.intra_frames[index].to_ndarray(format="rgb24")
+        return to_rgb(self.intra_frames[index])
 
 
 def macroblock_grid(height: int, width: int) -> tuple[int, int]:

@@ -21,6 +21,7 @@ from lavit.video.frame_resize import FrameResizer
 from lavit.video.defaults import DEFAULT_BIT_RATE, DEFAULT_FPS, DEFAULT_GOP_SIZE, DEFAULT_MAX_FRAMES
 from lavit.video.errors import VideoDecodeError
 from lavit.video.motion_vectors import MotionFieldBuilder
+from lavit.video.pixels import to_rgb
 from lavit.video.transcode import VideoSource, check_options, mpeg4_packets, source_name
 
 SPOOL_BYTES = 32 << 20  # compressed stream held in memory before it moves to a temporary file
@@ -100,7 +101,7 @@ class Mpeg4Packets:
                 packet = self._packet(i) if i < stop else None
                 for frame in decoder.decode(packet):
                     if keyframe is None:
-                        keyframe = frame.to_ndarray(format="rgb24")
+                        keyframe = to_rgb(frame)
                     fields.add(frame)
                     if resize is not None:
                         frames.append(resize(frame))

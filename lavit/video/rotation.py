@@ -14,6 +14,8 @@ import warnings
 import av
 import numpy as np
 
+from lavit.video.pixels import reformat
+
 _DISPLAYMATRIX = av.sidedata.sidedata.Type.DISPLAYMATRIX
 
 # vf_transpose directions and flips as operations on one (H, W) image plane
@@ -58,7 +60,7 @@ def swaps_axes(turn: tuple[str, ...]) -> bool:
 def turn_frame(frame: av.VideoFrame, turn: tuple[str, ...], width: int, height: int) -> av.VideoFrame:
     """``frame`` as yuv420p at (``width``, ``height``) (the stored size, even), with ``turn`` applied."""
     if frame.format.name != "yuv420p" or frame.width != width or frame.height != height:
-        frame = frame.reformat(width=width, height=height, format="yuv420p")
+        frame = reformat(frame, "yuv420p", width, height)
     packed = frame.to_ndarray()  # (H * 3 / 2, W): Y, then U and V (H/2 x W/2 each) row-packed
     h2, w2 = height // 2, width // 2
     chroma = packed[height:].reshape(2, h2, w2)

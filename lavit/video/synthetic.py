@@ -16,6 +16,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from lavit.video.pixels import from_rgb
+
 
 @dataclass
 class Texture:
@@ -146,7 +148,7 @@ def write_video(
         if rotation:
             stream.set_display_rotation(rotation)
         for t in times:
-            frame = av.VideoFrame.from_ndarray(scene.render(t), format="rgb24")
+            frame = from_rgb(scene.render(t), stream.pix_fmt)
             frame.pts = int(round(t / time_base))
             frame.time_base = time_base
             for packet in stream.encode(frame):

@@ -10,6 +10,8 @@ import av
 import numpy as np
 import torch
 
+from lavit.video.pixels import from_rgb
+
 
 def write_frames(frames: np.ndarray | torch.Tensor, path: str | os.PathLike, fps: float = 6.0, quality: int = 18) -> Path:
     """Encode ``frames (T, H, W, 3)`` uint8 RGB to ``path``; the suffix picks the format.
@@ -41,8 +43,7 @@ def write_frames(frames: np.ndarray | torch.Tensor, path: str | os.PathLike, fps
             stream.options = {"crf": str(quality), "preset": "veryfast", "bf": "0"}
         stream.width, stream.height = width, height
         for image in array:
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-            for packet in stream.encode(frame.reformat(format=stream.pix_fmt)):
+            for packet in stream.encode(from_rgb(image, stream.pix_fmt)):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

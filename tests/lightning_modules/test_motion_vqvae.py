@@ -133,10 +133,12 @@ def _val_usage(tmp_path, root, dead_code_steps):
 def test_dead_code_restart_keeps_codebook_usage_high(tmp_path, usage_root):
     with_restart = _val_usage(tmp_path / "restart", usage_root, 20)
     without = _val_usage(tmp_path / "none", usage_root, "null")
-    # measured: 0.719 with restart, 0.031 without (0.594 / 0.031 after 100 steps)
+    # measured: 0.719 / 0.031 with / without restart on an AVX-512 CI machine's SIMD data, 0.42 on an AVX2 AMD EPYC's,
+    # 0.266 / 0.031 on the CPU-independent data (lavit.video.pixels): usage after 60 steps swings with the data, the
+    # collapse without restart does not
     print(f"val codebook usage after 60 steps: {with_restart:.3f} with dead-code restart, {without:.3f} without")
-    assert with_restart > 0.5
-    assert without < with_restart - 0.2
+    assert with_restart > 0.15
+    assert without * 4 < with_restart
 
 
 def _run_demo(tmp_path, *overrides):

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from lavit.video.pixels import to_rgb
 from lavit.detokenizer import VideoDetokenizerConfig
 from lavit.video.synthetic import Scene, Texture
 from lightning_modules.video_detokenizer import VideoDetokenizer, paper_trainable
@@ -210,7 +211,7 @@ def test_validation_writes_sampled_reconstructions(tmp_path, capsys):
     assert {"val/psnr", "val/ssim", "val/psnr_keyframe", "val/ssim_keyframe"} <= set(t.callback_metrics)
     assert model.last_video.parent == tmp_path / "reconstructions" and model.last_picture.is_file()
     with av.open(str(model.last_video)) as container:
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        frames = [to_rgb(f) for f in container.decode(video=0)]
     assert len(frames) == 24 and frames[0].shape == (2 * 128, 2 * 128, 3)  # 2 clips x (truth | reconstruction), 16 px x 8
     printed = capsys.readouterr().out
     assert f"reconstruction video: {model.last_video}" in printed and f"reconstruction picture: {model.last_picture}" in printed

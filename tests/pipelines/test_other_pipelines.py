@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from lavit.video.pixels import to_rgb
 from lavit.lm.conversation import build_prompt, tokenize_prompt
 from lavit.lm.placeholders import VIDEO_PLACEHOLDER
 from lavit.pipelines import ImageToVideoPipeline, TextToImagePipeline, VideoQAPipeline, VideoReconstructionPipeline
@@ -31,7 +32,7 @@ def media(tmp_path_factory):
 def decode(path):
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(stream)]), float(stream.average_rate)
+        return np.stack([to_rgb(f) for f in container.decode(stream)]), float(stream.average_rate)
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from lavit.video.pixels import to_rgb
 from lavit.detokenizer import VideoDetokenizerModel
 from lavit.detokenizer.loading import save_video_detokenizer
 from lavit.pipelines.extract import output_folder_name
@@ -33,7 +34,7 @@ def files(tmp_path_factory):
 def _decode(path):
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(stream)]), float(stream.average_rate)
+        return np.stack([to_rgb(f) for f in container.decode(stream)]), float(stream.average_rate)
 
 
 def test_reconstruct_writes_clips_beside_the_ground_truth(files, tmp_path, capsys):

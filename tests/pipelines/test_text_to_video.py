@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from lavit.video.pixels import to_rgb
 from lavit.pipelines import PipelineConfig, TextToVideoPipeline, clip_boundary_jumps
 from lavit.pipelines.stitch import mean_abs_difference, resize_images
 from tests.cli_runner import run_lavit
@@ -22,7 +23,7 @@ def pipe(pipeline_config):
 def decode(path):
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(stream)])
+        frames = np.stack([to_rgb(f) for f in container.decode(stream)])
         return frames, float(stream.average_rate)
 
 

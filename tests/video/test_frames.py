@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from lavit.video.pixels import to_rgb
 from lavit.video.errors import VideoDecodeError
 from lavit.video.frames import read_frames
 from lavit.video.synthetic import random_scene, write_video
@@ -18,7 +19,7 @@ def clip20(tmp_path_factory):
 
 def test_first_and_center_frames_match_a_plain_decode(clip20):
     with av.open(str(clip20)) as container:
-        decoded = torch.stack([torch.from_numpy(f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]).permute(0, 3, 1, 2)
+        decoded = torch.stack([torch.from_numpy(to_rgb(f)) for f in container.decode(video=0)]).permute(0, 3, 1, 2)
     first = read_frames(clip20, 16, "first", None)
     center = read_frames(clip20, 16, "center", None)
     assert first.shape == (16, 3, 96, 128) and first.dtype == torch.uint8

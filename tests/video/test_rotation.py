@@ -4,6 +4,7 @@ import av
 import numpy as np
 import pytest
 
+from lavit.video.pixels import from_rgb
 from lavit.video import extract_clips, read_motion, transcode_to_mpeg4
 from lavit.video.synthetic import Scene, Texture, write_video
 
@@ -57,7 +58,7 @@ def test_mirrored_matrix_flips(tmp_path):
         stream.width, stream.height, stream.pix_fmt = SCENE.width, SCENE.height, "yuv420p"
         stream.set_display_rotation(0, hflip=True)
         for i in range(24):
-            frame = av.VideoFrame.from_ndarray(SCENE.render(i / FPS), format="rgb24")
+            frame = from_rgb(SCENE.render(i / FPS), stream.pix_fmt)
             frame.pts = i
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))

@@ -4,6 +4,7 @@ import av
 import numpy as np
 import pytest
 
+from lavit.video.pixels import from_rgb
 from lavit.video import VideoDecodeError, extract_clips, transcode_to_mpeg4
 from lavit.video.synthetic import Scene, Texture, write_video
 
@@ -59,7 +60,7 @@ def test_longer_audio_track_is_not_truncation(tmp_path):
         video.width, video.height, video.pix_fmt = SCENE.width, SCENE.height, "yuv420p"
         audio = container.add_stream("aac", rate=16000)
         for i in range(24):  # 4 s of video
-            frame = av.VideoFrame.from_ndarray(SCENE.render(i / 6), format="rgb24")
+            frame = from_rgb(SCENE.render(i / 6), video.pix_fmt)
             frame.pts = i
             container.mux(video.encode(frame))
         container.mux(video.encode(None))

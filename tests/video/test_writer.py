@@ -4,6 +4,7 @@ import av
 import numpy as np
 import pytest
 
+from lavit.video.pixels import to_rgb
 from lavit.video.writer import comparison_picture, write_frames
 
 
@@ -16,7 +17,7 @@ def _frames(t=7, h=32, w=48):
 def _decode(path):
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(stream)])
+        frames = np.stack([to_rgb(f) for f in container.decode(stream)])
         return frames, float(stream.average_rate)
 
 
