@@ -32,7 +32,8 @@ Rows ("overhead" = ours seconds / stock seconds - 1 of the same group; target <=
             VAE layout at 576x320 (latent 72 x 40), 24 frames, bf16 weights: forward, seconds per clip with 25 steps
             and CFG (VAE decoding in chunks of 8 included), and one training step (``VideoDetokenizerModel.loss``
             under bf16 autocast, fp32 weights, gradient checkpointing, AdamW on all parameters; samples/s). On
-            CUDA the last column is ``torch.cuda.max_memory_allocated`` during the row.
+            CUDA the last column is ``torch.cuda.max_memory_allocated`` during the row. ``--paper-vae tiny`` swaps
+            in the CPU rows' VAE (a smoke run of the paper path, as the test suite does).
 Each measurement is warmed up once, then run ``--repeats`` (2) times (best run reported; ``--stat median``).
 """
 
@@ -324,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paper-size", default="576x320", help="WxH of the paper rows (default 576x320)")
     parser.add_argument("--paper-frames", type=int, default=24, help="frames of the paper rows (default 24)")
     parser.add_argument("--paper-steps", type=int, default=25, help="sampling steps of the paper rows (default 25)")
+    parser.add_argument("--paper-vae", choices=("svd", "tiny"), default="svd",
+                        help="VAE layout of the paper rows (default svd; tiny: a smoke run of the paper path on CPU, where SVD's "
+                             "VAE decodes 2 frames at 64x64 in bf16 in about 50 s)")
     parser.add_argument("--no-train", action="store_true", help="skip the paper training-step row")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per row, after one warm-up (default 2)")
     parser.add_argument("--stat", choices=("best", "median"), default="best", help="which run to report (default best)")
@@ -353,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     if paper:
         height, width = parse_size(args.paper_size)
-        s = build(args.paper_config, device, torch.bfloat16, SVD_VAE, 1, args.paper_frames, height, width, args.paper_steps)
+        vae = SVD_VAE if args.paper_vae == "svd" else TINY_VAE
+        s = build(args.paper_config, device, torch.bfloat16, vae, 1, args.paper_frames, height, width, args.paper_steps)
         print(f"{args.paper_config} on {device}: {sum(p.numel() for p in s.model.parameters()):,} parameters, built in "
               f"{s.build_s:.1f} s; B 1, T {args.paper_frames}, {width}x{height} px, {args.paper_steps} steps + CFG, bf16 -- "
               f"{check_equivalence(s, 100 * args.atol)}")

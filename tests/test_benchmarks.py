@@ -41,7 +41,7 @@ def test_harness_measure_and_table(capsys):
 def test_video_detokenizer_benchmark_checks_equivalence_and_prints_overhead():
     out = _run(str(BENCHMARKS / "video_detokenizer.py"), "--configs", "tiny", "--frames", "2", "--size", "64x64", "--steps", "1",
                "--repeats", "1", "--paper", "--paper-config", "tiny", "--paper-size", "64x64", "--paper-frames", "2",
-               "--paper-steps", "1")
+               "--paper-steps", "1", "--paper-vae", "tiny")
     assert out.count("ours == stock == stock-T on constant motion features") == 2, out
     assert "routing overhead, ours / stock - 1" in out and "training step:" in out, out
 

@@ -134,8 +134,8 @@ def test_dead_code_restart_keeps_codebook_usage_high(tmp_path, usage_root):
     with_restart = _val_usage(tmp_path / "restart", usage_root, 20)
     without = _val_usage(tmp_path / "none", usage_root, "null")
     # measured: 0.719 / 0.031 with / without restart on an AVX-512 CI machine's SIMD data, 0.42 on an AVX2 AMD EPYC's,
-    # 0.266 / 0.031 on the CPU-independent data (lavit.video.pixels): usage after 60 steps swings with the data, the
-    # collapse without restart does not
+    # 0.266 / 0.031 and 0.625 / 0.062 in two sessions on the CPU-independent data (lavit.video.pixels): usage after 60
+    # steps swings, the collapse without restart does not
     print(f"val codebook usage after 60 steps: {with_restart:.3f} with dead-code restart, {without:.3f} without")
     assert with_restart > 0.15
     assert without * 4 < with_restart
@@ -167,11 +167,12 @@ def _run_demo(tmp_path, *overrides):
 
 
 @pytest.mark.slow
-def test_demo_config_learns_in_360_steps(tmp_path):
-    """CI's learning proof: the demo config cut to 360 of its 800 steps (measured: 4.59x lower EPE; 5.4x at 480 steps)
-    lowers validation EPE at least 4x (the full run is test_demo_config_reduces_validation_epe_5x, marked demo)."""
-    initial, final = _run_demo(tmp_path, "--trainer.max_steps=360")
-    assert final["val/epe"] * 4 <= initial["val/epe"]
+def test_demo_config_learns_in_200_steps(tmp_path):
+    """CI's learning proof: the demo config cut to 200 of its 800 steps, the quantizer switched on at step 150 instead
+    of 300, lowers validation EPE at least 3x (measured 4.05x in 154 s; 4.68x at 360 steps with the warm-up of 300, a
+    run twice as long). The full run is test_demo_config_reduces_validation_epe_5x, marked demo."""
+    initial, final = _run_demo(tmp_path, "--trainer.max_steps=200", "--model.init_args.tokenizer.quantizer_warmup_steps=150")
+    assert final["val/epe"] * 3 <= initial["val/epe"]
 
 
 @pytest.mark.slow

@@ -212,11 +212,15 @@ def test_datamodule_state_alone_resumes_and_is_needed(demo, tmp_path):
 
 @pytest.mark.slow
 def test_ddp_two_processes_see_disjoint_samples_covering_the_epoch(demo, tmp_path):
+    from lavit.tokenizers import MotionTokenizerConfig
+
     _, shards = demo
     out = tmp_path / "batches"
+    # the tiny tokenizer's fields in full: a dotted override of the preset name would rebuild the paper-size default
+    tokenizer = MotionTokenizerConfig.from_name("tiny", field_size=FIELD).to_dict()
     config = {
         "seed_everything": 0,
-        "model": {"class_path": "MotionVQVAE", "init_args": {"tokenizer": "tiny", "warmup_steps": 1}},
+        "model": {"class_path": "MotionVQVAE", "init_args": {"tokenizer": tokenizer, "warmup_steps": 1}},
         "data": {"class_path": "StreamingClipDataModule",
                  "init_args": {"train_dir": str(shards), "batch_size": 1, **CLIP_OPTIONS, "field_size": list(FIELD)}},
         "trainer": {"accelerator": "cpu", "devices": 2, "strategy": "ddp", "max_epochs": 1, "limit_val_batches": 0,
@@ -225,8 +229,7 @@ def test_ddp_two_processes_see_disjoint_samples_covering_the_epoch(demo, tmp_pat
     }
     (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    cmd = [str(Path(sys.executable).parent / "lightning"), "fit", "-c", str(tmp_path / "ddp.yaml"),
-           f"--model.init_args.tokenizer.field_size=[{FIELD[0]},{FIELD[1]}]"]
+    cmd = [str(Path(sys.executable).parent / "lightning"), "fit", "-c", str(tmp_path / "ddp.yaml")]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     seen = [{_fingerprint(v[0], m[0]) for _, v, m in torch.load(out / f"rank{k}.pt", weights_only=False)} for k in (0, 1)]
