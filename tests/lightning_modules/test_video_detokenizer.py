@@ -190,6 +190,7 @@ def test_ddp_two_processes_agree(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [str(Path(sys.executable).parent / "lightning"), "fit", "--seed_everything=0",
            "--model=VideoDetokenizer", "--model.detokenizer=demo", "--model.warmup_steps=0", "--model.ema_decay=0.9",
+           "--model.sample_steps=2",  # validation still samples (rank 0 alone, the others wait): 2 steps, not 25
            "--data=tests.lightning_modules.test_video_detokenizer.SyntheticClips", "--data.batch_size=1",
            "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp", "--trainer.max_steps=2",
            "--trainer.limit_val_batches=1", "--trainer.val_check_interval=2", "--trainer.logger=false",
