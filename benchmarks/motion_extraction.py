@@ -19,7 +19,9 @@ Rows:
   (c) ``lavit.video.extract_clips(original_path)``: the whole preprocessing (in-process transcode,
       motion vectors, keyframe RGB, clip fields). (c') the same with ``frame_size=(64, 64)``: every clip
       frame also converted to RGB, resized and cropped in the same decode pass (the detokenizer's
-      input); its note gives the wall-time ratio (c')/(c), measured in the same run.
+      input); its note gives the wall-time ratio (c')/(c), measured in the same run. (c'') is (c') with the
+      settings before CPU-independent extraction (FFmpeg's SIMD rounding: no MPEG-4 +bitexact / integer DCT,
+      plain swscale bicubic); its note gives what the bit-exact paths cost, (c')/(c'').
   (d) OpenCV Farneback dense optical flow (0.5, 3, 15, 3, 5, 1.2, 0) on consecutive grayscale frames
       of the 6 fps stream -- what one would do without motion vectors. Decoding to gray is done
       beforehand and EXCLUDED from the time (flow only), which favours (d).
@@ -39,6 +41,7 @@ The ffmpeg command-line tool is used here only, as a reference; library code nev
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
@@ -189,6 +192,21 @@ def describe(path: Path) -> tuple[float, str]:
 # ---------------------------------------------------------------------------------- one input
 
 
+@contextlib.contextmanager
+def simd_rounding():
+    """The settings before CPU-independent extraction: the MPEG-4 encoder without +bitexact / integer DCT and swscale's
+    plain bicubic (its SIMD code rounds per CPU). The baseline of what the bit-exact paths cost."""
+    from lavit.video import frame_resize, pixels, transcode
+
+    saved = transcode.BITEXACT_OPTIONS, pixels.EXACT_BICUBIC, frame_resize.INTERPOLATION
+    transcode.BITEXACT_OPTIONS = {}
+    pixels.EXACT_BICUBIC = frame_resize.INTERPOLATION = av.video.reformatter.Interpolation.BICUBIC
+    try:
+        yield
+    finally:
+        transcode.BITEXACT_OPTIONS, pixels.EXACT_BICUBIC, frame_resize.INTERPOLATION = saved
+
+
 def run_input(path: Path, tmp: Path, args) -> tuple[dict[str, Row], float]:
     duration, info = describe(path)
     mpeg4 = transcode_to_mpeg4(path)
@@ -211,6 +229,12 @@ def run_input(path: Path, tmp: Path, args) -> tuple[dict[str, Row], float]:
     t, clips = measure(lambda: extract_clips(path, frame_size=FRAME_SIZE), R, S)
     rows["c'"] = Row("c'", f"(c) + frames {FRAME_SIZE[0]}x{FRAME_SIZE[1]}", t, clips.num_frames,
                      f"time {ratio(t, rows['c'].seconds)} of (c)")
+
+    exact = rows["c'"].seconds
+    with simd_rounding():
+        t, _ = measure(lambda: extract_clips(path, frame_size=FRAME_SIZE), R, S)
+    rows["c''"] = Row("c''", "(c') with FFmpeg's SIMD rounding", t, clips.num_frames,
+                      f"bit-exact (c') takes {ratio(exact, t)} of this time")
 
     try:
         import cv2  # noqa: F401
