@@ -52,6 +52,9 @@ def lightning_cli(args: list[str] | None = None, run: bool = True, prog: str | N
             sys.exit(2)
 
     _register_components()
+    problem = preset_override_error(sys.argv[1:] if args is None else [str(a) for a in args])
+    if problem:
+        raise ValueError(problem)
     return LightningCLI(
         subclass_mode_model=True,
         subclass_mode_data=True,
@@ -61,6 +64,63 @@ def lightning_cli(args: list[str] | None = None, run: bool = True, prog: str | N
         args=args,
         run=run,
     )
+
+
+def _preset_names() -> set[str]:
+    from lavit.config import PresetConfig
+
+    names, todo = set(), [PresetConfig]
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        names |= set(cls.presets)
+    return names
+
+
+def preset_override_error(argv: list[str]) -> str | None:
+    """The message for a dotted override below a config given as a preset name, else None.
+
+    After ``tokenizer: tiny`` (YAML or ``--model.init_args.tokenizer=tiny``), jsonargparse reads
+    ``--model.init_args.tokenizer.field_size=[8,16]`` as the dataclass's fields from its defaults, the paper size,
+    and drops the preset without a word (seen: a 158 M parameter "tiny" model). Keys are compared without their
+    ``init_args`` parts; the ``-c`` files and the arguments are read in order, later ones replacing earlier ones."""
+    import yaml
+
+    presets, values = _preset_names(), {}
+
+    def flatten(tree, prefix: tuple[str, ...]) -> None:
+        for key, value in tree.items():
+            path = prefix + tuple(p for p in str(key).split(".") if p != "init_args")
+            values[path] = value
+            if isinstance(value, dict):
+                flatten(value, path)
+
+    i = 0
+    while i < len(argv):
+        token, i = argv[i], i + 1
+        if not token.startswith("--") and token != "-c":
+            continue
+        key, has_value, value = token.partition("=")
+        if not has_value and i < len(argv) and not argv[i].startswith("-"):
+            value, i = argv[i], i + 1
+        if key in ("-c", "--config"):
+            try:
+                tree = yaml.safe_load(Path(value).read_text())
+            except (OSError, yaml.YAMLError):
+                continue  # LightningCLI reports the file itself
+            if isinstance(tree, dict):
+                flatten(tree, ())
+            continue
+        path = tuple(p for p in key[2:].rstrip("+").split(".") if p != "init_args")
+        for n in range(2, len(path)):  # below model / data / trainer: their own value is a class name
+            given = values.get(path[:n])
+            if isinstance(given, str) and given in presets:
+                name = key[2:].rstrip("+").rsplit(".", len(path) - n)[0]
+                return (f"{key} overrides a field of the preset name {given!r} given for --{name}: a dotted override "
+                        f"starts from the class defaults (the paper size), not from the preset; give the fields as a "
+                        f"mapping, e.g. --{name}='{{{path[n]}: ...}}' with the preset's other fields, or write them in the YAML")
+        values[path] = value
+    return None
 
 
 def lightning_main(args: list[str] | None = None) -> int | None:

@@ -209,6 +209,8 @@ def bad_videos(tmp_path, real_clip):
     ("bad datamodule argument", "lightning fit: error: need batch_size >= 1, .*got 0, 0, 1"),
     ("num_heads not dividing dim", "lightning fit: error: dim 32 is not divisible by num_heads 3"),
     ("all videos bad", r"lightning fit: error: no usable video in the set: 4 videos skipped as unreadable \(.*\)"),
+    ("override below a preset name", r"lightning fit: error: --model.init_args.tokenizer.field_size overrides a field of the "
+     r"preset name 'tiny' given for --model.init_args.tokenizer: a dotted override starts from the class defaults .*"),
     ("bad option value", r'lightning fit: error: Parser key "trainer.max_steps": Expected a .*int.* Got value: many \(see lightning fit --help\)'),
 ])
 def test_lightning_fit_user_errors_print_one_line_exit_2(tmp_path, monkeypatch, capfd, bad_videos, case, expected):
@@ -217,6 +219,8 @@ def test_lightning_fit_user_errors_print_one_line_exit_2(tmp_path, monkeypatch, 
              "bad datamodule argument": ["--data.init_args.batch_size", "0"],
              "num_heads not dividing dim": ["--model.init_args.tokenizer.num_heads", "3"],
              "all videos bad": ["--data.init_args.train_manifest", bad_videos],
+             # jsonargparse would build the paper-size tokenizer (158 M parameters) with field_size [8, 16]
+             "override below a preset name": ["--model.init_args.tokenizer=tiny", "--model.init_args.tokenizer.field_size=[8,16]"],
              "bad option value": ["--trainer.max_steps", "many"]}[case]
     rc, err = _lightning(capfd, "fit", "-c", ROOT / "configs/motion_vqvae/tiny.yaml", "--trainer.default_root_dir", tmp_path, *extra)
     assert rc == 2 and "Traceback" not in err, err[-3000:]
