@@ -220,7 +220,7 @@ class VideoDetokenizer(pl.LightningModule):
             sigma = torch.full((b,), float(s), device=latents.device)
             losses[f"val/loss_sigma_{s:g}"] = model.loss(latents, keyframe_latent, motion, sigma=sigma, noise=noise, drop_conditions=False).loss.mean()
             noisy = latents + float(s) * noise
-            denoised = model.denoise(noisy, sigma, keyframe_latent, zero_motion, zero_features)
+            denoised = model.denoise(noisy, sigma, keyframe_latent, zero_motion, zero_features, anchor=latents[:, 0])
             zero_losses[f"val/loss_zero_motion_sigma_{s:g}"] = (edm_loss_weight(sigma) * (denoised.float() - latents.float()).pow(2).flatten(1).mean(1)).mean()
         losses["val/loss"] = torch.stack(list(losses.values())).mean()
         losses["val/loss_zero_motion"] = torch.stack(list(zero_losses.values())).mean()

@@ -91,12 +91,25 @@ class VideoDetokenizerModel(nn.Module):
         keyframe_latent: torch.Tensor,
         motion: torch.Tensor,
         motion_features: torch.Tensor | None = None,
+        anchor: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """EDM denoiser ``D(x; sigma)``: ``noisy (B, T, c, h, w)``, ``sigma (B,)`` -> ``(B, T, c, h, w)``.
 
         ``motion`` (B, 2, T, h, w) at latent size feeds the 2 input channels and, unless ``motion_features``
-        ``(B, T, 256, C)`` are given, the motion encoder.
+        ``(B, T, 256, C)`` are given, the motion encoder. ``anchor`` ``(B, c, h, w)``: the keyframe in the space of
+        ``noisy`` (VAE-scaled); with ``config.keyframe_residual`` (required then) ``D(x) = anchor + D_edm(x - anchor)``,
+        otherwise unused.
         """
+        if self.config.keyframe_residual:
+            if anchor is None or tuple(anchor.shape) != (noisy.shape[0], *noisy.shape[2:]):
+                got = "None" if anchor is None else str(tuple(anchor.shape))
+                raise ValueError(f"keyframe_residual needs anchor, the (B, c, h, w) = {(noisy.shape[0], *noisy.shape[2:])} "
+                                 f"VAE-scaled keyframe latent, got {got}")
+            base = anchor.unsqueeze(1).to(noisy.dtype)
+            return base + self._denoise(noisy - base, sigma, keyframe_latent, motion, motion_features)
+        return self._denoise(noisy, sigma, keyframe_latent, motion, motion_features)
+
+    def _denoise(self, noisy, sigma, keyframe_latent, motion, motion_features):
         if motion_features is None:
             motion_features = self.motion_encoder.encode(motion)
         s = edm_scalings(sigma.float().reshape(-1, 1, 1, 1, 1))
@@ -135,7 +148,8 @@ class VideoDetokenizerModel(nn.Module):
         drop_conditions: bool = True,
     ) -> EDMLoss:
         """EDM training loss of clean ``latents (B, T, c, h, w)`` given the keyframe latent ``(B, c, h, w)`` and motion
-        ``(B, 2, T, h, w)`` at latent size. ``sigma (B,)`` and ``noise`` default to draws from ``generator``."""
+        ``(B, 2, T, h, w)`` at latent size. ``sigma (B,)`` and ``noise`` default to draws from ``generator``. With
+        ``keyframe_residual`` the anchor is ``latents[:, 0]`` (frame 0 of a clip is its keyframe)."""
         b = latents.shape[0]
         device = generator.device if generator is not None else None
         if sigma is None:
@@ -148,7 +162,7 @@ class VideoDetokenizerModel(nn.Module):
         if drop_conditions:
             keyframe_latent, motion, features = self.drop_conditions(keyframe_latent, motion, features, generator)
         noisy = latents + sigma.reshape(-1, 1, 1, 1, 1).to(latents.dtype) * noise
-        denoised = self.denoise(noisy, sigma, keyframe_latent, motion, features)
+        denoised = self.denoise(noisy, sigma, keyframe_latent, motion, features, anchor=latents[:, 0])
         error = (denoised.float() - latents.float()).pow(2).flatten(1).mean(1)
         return EDMLoss(loss=edm_loss_weight(sigma) * error, sigma=sigma, denoised=denoised)
 

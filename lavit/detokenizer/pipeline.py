@@ -261,10 +261,15 @@ class VideoDetokenizerPipeline:
         batch = keyframe.shape[0]
 
         # 2. keyframe condition: pixel-space noise augmentation, VAE mode (unscaled)
-        pixels = self._pixels(keyframe).to(device)
-        pixels = noise_augment(pixels, config.noise_aug_strength, generator)
+        clean = self._pixels(keyframe).to(device)
+        pixels = noise_augment(clean, config.noise_aug_strength, generator)
         keyframe_latent = encode_keyframes(self.vae, pixels.to(dtype))  # (B, c, h, w)
         h, w = keyframe_latent.shape[-2:]
+        # keyframe_residual: the scheduler runs on x - anchor (its steps are linear in x), anchor = the scaled keyframe latent
+        anchor = 0.0
+        if config.keyframe_residual:
+            anchor = encode_keyframes(self.vae, clean.to(dtype)).float().unsqueeze(1)
+            anchor = anchor * self.vae.config.scaling_factor
 
         # 3. motion condition at latent size, motion features
         if motion_tokens is not None:
@@ -291,7 +296,7 @@ class VideoDetokenizerPipeline:
             latents = torch.randn(shape, generator=generator, device=noise_device, dtype=torch.float32)
             latents = latents.to(device) * self.scheduler.init_noise_sigma
         else:
-            latents = latents.to(device, torch.float32)
+            latents = latents.to(device, torch.float32) - anchor
 
         # 6. denoising loop
         for t in tqdm(timesteps, desc="denoising", unit="step", disable=not progress):
@@ -301,6 +306,7 @@ class VideoDetokenizerPipeline:
             uncond, cond = pred.chunk(2)
             pred = uncond + guidance * (cond - uncond)
             latents = self.scheduler.step(pred, t, latents).prev_sample
+        latents = latents + anchor
 
         # 7. decode
         if output_type == "latent":

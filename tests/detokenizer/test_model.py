@@ -97,3 +97,27 @@ def test_gradients_reach_the_motion_encoder(model):
     model.loss(latents, keyframe, motion, generator=torch.Generator().manual_seed(0), drop_conditions=False).loss.mean().backward()
     assert model.motion_encoder.in_proj.weight.grad.abs().sum() > 0
     assert model.unet.conv_in.weight.grad.abs().sum() > 0
+
+
+def test_keyframe_residual_denoises_around_the_keyframe():
+    """``D(x) = k + c_skip (x - k) + c_out F``: with F = 0 (zeroed conv_out) the hand value; at sigma 80 that is k."""
+    torch.manual_seed(0)
+    model = VideoDetokenizerModel(VideoDetokenizerConfig.from_name("demo", keyframe_residual=True)).eval()
+    torch.nn.init.zeros_(model.unet.conv_out.weight)
+    torch.nn.init.zeros_(model.unet.conv_out.bias)
+    latents, keyframe, motion = _inputs(model, h=16, w=16)
+    sigma = torch.tensor([0.5, 80.0])
+    noisy = latents + sigma.view(-1, 1, 1, 1, 1) * torch.randn_like(latents)
+    k = keyframe.unsqueeze(1)
+    with torch.no_grad():
+        denoised = model.denoise(noisy, sigma, keyframe, motion, anchor=keyframe)
+    c_skip = 1.0 / (sigma**2 + 1.0)
+    torch.testing.assert_close(denoised, k + c_skip.view(-1, 1, 1, 1, 1) * (noisy - k))
+    assert (denoised[1] - k[1]).abs().max() < 0.05  # an untrained U-Net already copies the keyframe
+    with pytest.raises(ValueError, match=r"keyframe_residual needs anchor, the \(B, c, h, w\) = \(2, 3, 16, 16\)"):
+        model.denoise(noisy, sigma, keyframe, motion)
+    # the training loss anchors at frame 0 of the clip: a clip that repeats its keyframe is denoised exactly at sigma 80
+    still = k.expand_as(latents).clone()
+    with torch.no_grad():
+        out = model.loss(still, keyframe, motion, sigma=torch.tensor([80.0, 80.0]), noise=torch.zeros_like(still), drop_conditions=False)
+    assert out.loss.max() < 1e-10

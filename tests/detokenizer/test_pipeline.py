@@ -7,6 +7,7 @@ from diffusers import AutoencoderKLTemporalDecoder
 from lavit.detokenizer import (
     PAPER_UNET_CONFIG,
     PixelSpaceAutoencoder,
+    VideoDetokenizerConfig,
     VideoDetokenizerModel,
     VideoDetokenizerPipeline,
     guidance_scales,
@@ -15,6 +16,7 @@ from lavit.detokenizer import (
 )
 from lavit.tokenizers import MotionTokenizer, MotionTokenizerConfig
 
+_DEMO_OFFICIAL = VideoDetokenizerConfig.from_name("demo", keyframe_residual=False)
 T = 4  # frames of the pixel-space runs; guidance linspace(1, 4, 4) = 1, 2, 3, 4
 
 
@@ -26,9 +28,9 @@ def _svd_vae():
 
 @pytest.fixture(scope="module")
 def pipe():
-    """Pixel-space demo model: latent = RGB, 16 x 16 keyframes."""
+    """Pixel-space demo model (the official parameterisation: no keyframe_residual): latent = RGB, 16 x 16 keyframes."""
     torch.manual_seed(0)
-    return VideoDetokenizerPipeline(VideoDetokenizerModel("demo"), PixelSpaceAutoencoder(), load_scheduler())
+    return VideoDetokenizerPipeline(VideoDetokenizerModel(_DEMO_OFFICIAL), PixelSpaceAutoencoder(), load_scheduler())
 
 
 @pytest.fixture(scope="module")
@@ -267,6 +269,27 @@ def test_given_latents_replace_the_noise(pipe):
         pipe.generate(keyframe, motion, num_steps=2, start_step=1)
     with pytest.raises(ValueError, match=r"0\.\.1"):
         pipe.generate(keyframe, motion, num_steps=2, start_step=2, latents=start)
+
+
+@pytest.mark.parametrize("start", [0, 2])
+def test_keyframe_residual_samples_the_difference_to_the_keyframe(pipe, start):
+    """The sampler is linear in x: running it on x - k (same weights, same seed) gives the plain run's latents + k,
+    the start-latents hook included (given latents are x, not x - k)."""
+    residual_model = VideoDetokenizerModel(VideoDetokenizerConfig.from_name("demo", keyframe_residual=True))
+    residual_model.load_state_dict(pipe.model.state_dict())
+    residual = VideoDetokenizerPipeline(residual_model, PixelSpaceAutoencoder(), load_scheduler())
+    keyframe, motion = _inputs()
+    k = (keyframe.permute(0, 3, 1, 2).float() / 127.5 - 1.0).unsqueeze(1)
+    hook = {}
+    if start:
+        with Recorder(pipe) as full:
+            pipe.generate(keyframe, motion, num_steps=4, seed=3, output_type="latent")
+        hook = dict(latents=full.steps[start]["sample"], start_step=start)
+    plain = pipe.generate(keyframe, motion, num_steps=4, seed=3, output_type="latent", **hook)
+    if start:
+        hook["latents"] = hook["latents"] + k
+    anchored = residual.generate(keyframe, motion, num_steps=4, seed=3, output_type="latent", **hook)
+    torch.testing.assert_close(anchored.latents, plain.latents + k, rtol=0, atol=1e-5)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
