@@ -281,7 +281,7 @@ def test_demo_config_learns_and_uses_motion(tmp_path):
     initial, final, cli = _run_demo(tmp_path)
     assert cli.model.last_video is not None and cli.model.last_video.is_file()
     assert final["val/loss"] <= 0.7 * initial["val/loss"]
-    assert final["val/loss"] < final["val/loss_zero_motion"]
+    assert final["val/loss"] <= 0.95 * final["val/loss_zero_motion"]  # clearly lower: uses the motion
 
 
 def test_tokenizer_motion_source_conditions_on_decoded_tokens(tmp_path):
