@@ -263,11 +263,11 @@ def _run_demo(tmp_path, *overrides):
 
 
 @pytest.mark.slow
-def test_demo_config_learns_in_60_steps(tmp_path):
-    """CI's learning proof: the demo config cut to 60 of its 1000 steps already lowers validation EDM loss by 30%
-    (measured 59.4%, 0.628 -> 0.255) and writes its reconstruction video (the full run is
+def test_demo_config_learns_in_100_steps(tmp_path):
+    """CI's learning proof: the demo config cut to 100 of its 1000 steps already lowers validation EDM loss by 30%
+    (measured 42.1%, 0.523 -> 0.303, 42 s of fit on 2 cores) and writes its reconstruction video (the full run is
     test_demo_config_learns_and_uses_motion, marked demo)."""
-    initial, final, cli = _run_demo(tmp_path, "--trainer.max_steps=60")
+    initial, final, cli = _run_demo(tmp_path, "--trainer.max_steps=100")
     assert cli.model.last_video is not None and cli.model.last_video.is_file()
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()  # what configs/pipelines/demo.yaml reads
     assert final["val/loss"] <= 0.7 * initial["val/loss"]
@@ -282,6 +282,7 @@ def test_demo_config_learns_and_uses_motion(tmp_path):
     assert cli.model.last_video is not None and cli.model.last_video.is_file()
     assert final["val/loss"] <= 0.7 * initial["val/loss"]
     assert final["val/loss"] <= 0.95 * final["val/loss_zero_motion"]  # clearly lower: uses the motion
+    assert final["val/psnr"] > final["val/psnr_keyframe"] + 1.0  # measured 20.9 vs 18.7 dB
 
 
 def test_tokenizer_motion_source_conditions_on_decoded_tokens(tmp_path):
