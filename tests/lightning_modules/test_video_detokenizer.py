@@ -314,3 +314,26 @@ def test_tokenizer_motion_source_conditions_on_decoded_tokens(tmp_path):
     t.fit(model, datamodule=SyntheticClips(num_train=2))
     ckpt = torch.load(t.checkpoint_callback.best_model_path, map_location="cpu", weights_only=True)
     assert not any(k.startswith("motion_tokenizer.") for k in ckpt["state_dict"])
+
+
+def test_validation_fvd_matches_metrics_fvd_on_the_sampled_clips(tmp_path):
+    """With ``i3d_weights``, validation logs FVD of the sampled clips against their ground truth in [-1, 1]: the
+    value metrics.FVD gives on the same clips (re-sampled here with the same seed and EMA weights)."""
+    from metrics.fvd import FVD
+    from metrics.networks import InceptionI3d
+
+    torch.manual_seed(0)
+    i3d = InceptionI3d(num_classes=400).eval()
+    torch.save(i3d.state_dict(), tmp_path / "rgb_imagenet.pt")
+    model = tiny_model(num_samples=2, sample_steps=2, i3d_weights=str(tmp_path / "rgb_imagenet.pt"))
+    data = SyntheticClips(num_train=2, num_val=2)
+    t = trainer(tmp_path, max_steps=1, val_check_interval=1)
+    t.fit(model, datamodule=data)
+    batch = next(iter(data.val_dataloader()))
+    truth = batch["frames"].float() / 127.5 - 1.0
+    fvd = FVD(network=i3d, value_range=(-1.0, 1.0))
+    fvd.update(truth, real=True)
+    fvd.update(model.sample(batch["frames"], batch["motion"]), real=False)
+    expected = fvd.compute().item()
+    assert expected > 0
+    assert t.callback_metrics["val/fvd"].item() == pytest.approx(expected, rel=1e-4)
