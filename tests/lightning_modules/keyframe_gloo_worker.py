@@ -10,8 +10,8 @@ import torch.multiprocessing as mp
 
 
 def run(rank: int, ckpt: str, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ.get("KF_PORT", "29517"))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+    # a file rendezvous in the test's own folder: no fixed TCP port to collide with parallel workers
+    dist.init_process_group("gloo", init_method=f"file://{os.path.join(out, 'gloo_init')}", rank=rank, world_size=2)
     from lightning_modules.keyframe_tokenizer import KeyframeTokenizer
 
     saved = torch.load(ckpt, weights_only=True)
@@ -22,6 +22,7 @@ def run(rank: int, ckpt: str, out: str) -> None:
     gathered = [None, None]
     dist.all_gather_object(gathered, [t.tolist() for t in ids])  # the ranks really ran together
     torch.save(ids, os.path.join(out, f"ids_rank{rank}.pt"))
+    dist.barrier()  # neither rank tears gloo down while the other still talks to it
     dist.destroy_process_group()
 
 
